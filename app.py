@@ -1,0 +1,4 @@
+"""WSGI entry point for gunicorn (`gunicorn app:app`)."""
+from bingo import create_app
+
+app = create_app()

@@ -1,0 +1,133 @@
+"""Settings: the one place that reads the environment.
+
+Every value is parsed and bounded here, so a bad deployment fails at start with a
+message naming the variable instead of failing on the first request.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_CREATE_URL = "https://www.bing.com/turing/conversation/create"
+DEFAULT_CHATHUB_URL = "wss://sydney.bing.com/sydney/ChatHub"
+DEFAULT_COPILOT_URL = "https://copilot.microsoft.com"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; raised at start, never rendered as HTTP."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway needs to know about its deployment."""
+
+    bing_cookie: str = field(default="", repr=False)  # Cookie header for bing.com
+    create_url: str = DEFAULT_CREATE_URL  # ChatHub conversation-create (GET)
+    chathub_url: str = DEFAULT_CHATHUB_URL  # ChatHub websocket
+    copilot_url: str = DEFAULT_COPILOT_URL  # Copilot base; websocket derived from it
+    copilot_cookie: str = field(default="", repr=False)  # Cookie header for Copilot
+    copilot_access_token: str = field(default="", repr=False)  # MSAL token, optional
+    connect_timeout: float = 15.0  # seconds to create + open + handshake
+    idle_timeout: float = 120.0  # seconds of upstream silence that end a turn
+    total_timeout: float = 600.0  # seconds one turn may last in all
+    keepalive_seconds: float = 15.0  # SSE comment cadence while upstream is silent
+    locale: str = "en-US"  # ChatHub locale/market
+    history_chars: int = 32_000  # budget for earlier messages sent as context
+    max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
+    api_keys: frozenset[str] = field(default=frozenset(), repr=False)  # empty: open
+    cors_origin: str = "*"  # Access-Control-Allow-Origin
+    proxy: str = field(default="", repr=False)  # outbound proxy for both legs
+    no_proxy: str = ""  # hosts that bypass the proxy
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse settings from an environment mapping; raises ConfigError."""
+        return cls(
+            bing_cookie=_cookie(env.get("BING_COOKIE", "")),
+            create_url=_url(env, "BINGO_CREATE_URL", DEFAULT_CREATE_URL, ("http", "https")),
+            chathub_url=_url(env, "BINGO_CHATHUB_URL", DEFAULT_CHATHUB_URL, ("ws", "wss")),
+            copilot_url=_url(env, "BINGO_COPILOT_URL", DEFAULT_COPILOT_URL, ("http", "https")),
+            copilot_cookie=_cookie(env.get("COPILOT_COOKIE", "")),
+            copilot_access_token=env.get("COPILOT_ACCESS_TOKEN", "").strip(),
+            connect_timeout=_seconds(env, "BINGO_CONNECT_TIMEOUT", 15.0),
+            idle_timeout=_seconds(env, "BINGO_IDLE_TIMEOUT", 120.0),
+            total_timeout=_seconds(env, "BINGO_TOTAL_TIMEOUT", 600.0),
+            keepalive_seconds=_seconds(env, "BINGO_KEEPALIVE_SECONDS", 15.0),
+            locale=_locale(env.get("BINGO_LOCALE", "en-US")),
+            history_chars=_count(env, "BINGO_HISTORY_CHARS", 32_000),
+            max_body_bytes=_count(env, "BINGO_MAX_BODY_BYTES", 4 * 1024 * 1024),
+            api_keys=frozenset(k.strip() for k in env.get("BINGO_API_KEYS", "").split(",") if k.strip()),
+            cors_origin=env.get("BINGO_CORS_ORIGIN", "*").strip() or "*",
+            proxy=_proxy(env),
+            no_proxy=env.get("NO_PROXY", env.get("no_proxy", "")),
+            log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
+        )
+
+
+def _cookie(value: str) -> str:
+    """Accept a full Cookie header, or a bare `_U` token as most users copy it."""
+    value = value.strip()
+    if value and "=" not in value:
+        return f"_U={value}"
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name} must be a {wanted} URL with a host, not {value!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
+def _locale(raw: str) -> str:
+    value = raw.strip()
+    language, _, region = value.partition("-")
+    if not (language.isalpha() and region.isalpha() and len(region) == 2):
+        raise ConfigError(f"BINGO_LOCALE must look like 'en-US', not {raw!r}")
+    return value
+
+
+def _proxy(env: Mapping[str, str]) -> str:
+    """The outbound proxy, read the way curl and requests read it."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        value = env.get(name, "").strip()
+        if value:
+            parts = urlsplit(value if "://" in value else f"http://{value}")
+            if parts.scheme not in ("http", "https", "socks5", "socks5h", "socks4") or not parts.hostname:
+                raise ConfigError(f"{name} must be a proxy URL such as http://host:port")
+            return parts.geturl()
+    return ""
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"BINGO_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {raw!r}")
+    return value

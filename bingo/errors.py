@@ -1,0 +1,159 @@
+"""The gateway's error model and the one funnel that renders it.
+
+Every request-time failure is a BingoError whose class fixes the HTTP status, the
+OpenAI `type`/`code` and whether a retry can help; the message says what to do.
+The SDKs pick their exception class from the status alone, so the status matters most.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from .sse import dumps
+
+log = logging.getLogger(__name__)
+
+
+class BingoError(Exception):
+    """Base of every request-time failure; renders as an OpenAI error body."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+    retryable = True
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_body(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retryable else {"x-should-retry": "false"}
+
+
+class InvalidRequest(BingoError):
+    status = 400
+    type = "invalid_request_error"
+    retryable = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.code = code
+
+
+class AuthenticationFailed(BingoError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+    retryable = False
+
+
+class ModelNotFound(BingoError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+    retryable = False
+
+
+class ClientDisconnected(BingoError):
+    """The HTTP client went away; nothing will read the answer (nginx's 499)."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
+    retryable = False
+
+
+class UpstreamError(BingoError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "bad_upstream_frame"
+    retryable = False
+
+
+class UpstreamRejected(UpstreamError):
+    """Bing refused the account, the cookie or the request itself."""
+
+    code = "upstream_auth_failed"
+    retryable = False
+
+
+class UpstreamBlocked(UpstreamRejected):
+    """The upstream refuses this region or IP address."""
+
+    code = "upstream_region_blocked"
+
+
+class CaptchaRequired(UpstreamRejected):
+    status = 503
+    code = "captcha_required"
+
+
+class UpstreamThrottled(UpstreamError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after), "x-should-retry": "false"}
+
+
+def error_response(exc: BingoError) -> Response:
+    """Render a BingoError as a JSON response with its status and retry hints."""
+    return Response(dumps(exc.to_body()), status=exc.status, headers=exc.headers(), mimetype="application/json")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    error = BingoError(_HTTP_MESSAGES.get(code, exc.description or exc.name))
+    error.status = code
+    error.type = "invalid_request_error" if code < 500 else "server_error"
+    error.code = _HTTP_CODES.get(code)
+    response = error_response(error)
+    if code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return error_response(BingoError("The gateway hit an internal error; see its log."))
+
+
+_HTTP_MESSAGES = {
+    404: "Unknown path. Chat is POST /v1/chat/completions; models are GET /v1/models.",
+    405: "Method not allowed on this path.",
+    413: "Request body too large (see BINGO_MAX_BODY_BYTES).",
+    415: "Unsupported media type.",
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Make every failure, routing ones included, an OpenAI-shaped JSON body."""
+    app.register_error_handler(BingoError, error_response)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
