@@ -1,0 +1,136 @@
+"""HTTP surface: every POST path ending in /completions, the model list, health, CORS.
+
+Thin views: authenticate, parse, hand over to the relay. No protocol logic here.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+import socket
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from . import relay, sse, wire
+from .config import Settings
+from .errors import AuthenticationFailed, ModelNotFound
+from .models import CATALOGUE, build_model_card, find_model
+
+bp = Blueprint("gateway", __name__)
+
+_AZURE_DEPLOYMENT = re.compile(r"(?:^|/)deployments/([^/]+)/(?:chat/)?$")
+
+
+def current_settings() -> Settings:
+    return current_app.config["BINGO"]
+
+
+@bp.post("/completions")
+@bp.post("/<path:prefix>/completions")
+def completions(prefix: str = "") -> Response:
+    settings = current_settings()
+    check_api_key(settings)
+    body = wire.parse_body(request.get_data(cache=False))
+    prefix = f"{prefix}/"
+    deployment = _AZURE_DEPLOYMENT.search(prefix)
+    chat = wire.parse_request(
+        body,
+        legacy=not prefix.endswith("chat/"),
+        deployment=deployment.group(1) if deployment else None,
+    )
+    turn = relay.begin(chat, settings, _client_watch())
+    if not chat.stream:
+        return _json(relay.collect(chat, turn))
+    stream = relay.open_stream(chat, turn, settings)
+    return Response(stream, mimetype="text/event-stream", headers=sse.HEADERS)
+
+
+@bp.get("/models")
+@bp.get("/v1/models")
+def list_models() -> Response:
+    check_api_key(current_settings())
+    return _json({"object": "list", "data": [build_model_card(m) for m in CATALOGUE]})
+
+
+@bp.get("/models/<path:model_id>")
+@bp.get("/v1/models/<path:model_id>")
+def get_model(model_id: str) -> Response:
+    check_api_key(current_settings())
+    model = find_model(model_id)
+    if model is None:
+        raise ModelNotFound(f"The model '{model_id}' does not exist. GET /v1/models lists the models.")
+    return _json(build_model_card(model))
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return _json({"status": "ok"})
+
+
+def check_api_key(settings: Settings) -> None:
+    """Require one of BINGO_API_KEYS as a Bearer token or an Azure-style api-key."""
+    if not settings.api_keys:
+        return
+    auth = request.headers.get("Authorization", "")
+    offered = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("api-key", "")
+    # Compare against every key, always, so timing says nothing about which matched.
+    matched = False
+    for key in settings.api_keys:
+        matched |= hmac.compare_digest(offered.encode(), key.encode())
+    if not matched:
+        raise AuthenticationFailed(
+            "Missing or incorrect API key. Send 'Authorization: Bearer <key>' with one of the keys in BINGO_API_KEYS."
+        )
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(sse.dumps(body), status=status, mimetype="application/json")
+
+
+class _SocketWatch:
+    """Tells whether the HTTP client closed its connection, without reading its data."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def gone(self) -> bool:
+        """Called when the socket is readable: EOF or a reset means the client left."""
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+
+def _client_watch() -> _SocketWatch | None:
+    sock = request.environ.get("gunicorn.socket")
+    return _SocketWatch(sock) if isinstance(sock, socket.socket) else None
+
+
+def _preflight() -> Response | None:
+    if request.method != "OPTIONS":
+        return None
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+        "Access-Control-Request-Headers", "Authorization, Content-Type, api-key"
+    )
+    response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+def _cors(response: Response) -> Response:
+    response.headers["Access-Control-Allow-Origin"] = current_settings().cors_origin
+    if current_settings().cors_origin != "*":
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def register(app: Flask) -> None:
+    """Attach the gateway's routes and its CORS handling to the app."""
+    app.register_blueprint(bp)
+    app.before_request(_preflight)
+    app.after_request(_cors)

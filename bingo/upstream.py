@@ -1,0 +1,11 @@
+"""The seam: pick the upstream client that serves a model and open a turn on it."""
+from __future__ import annotations
+
+from .chathub import open_chathub_turn
+from .config import Settings
+from .events import Turn, TurnRequest
+
+
+def open_turn(settings: Settings, request: TurnRequest) -> Turn:
+    """Open a turn on the upstream that serves the model; raises a BingoError."""
+    return open_chathub_turn(settings, request)

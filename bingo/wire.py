@@ -1,0 +1,235 @@
+"""The OpenAI wire format: parse and validate requests, build responses and chunks.
+
+Pure functions over plain values: no Flask, no sockets. Every 400 names the
+offending `param`, as OpenAI does, so client libraries can show it.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from .errors import InvalidRequest
+from .models import DEFAULT_MODEL, Model, resolve_model
+
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated request, whichever of the two completions APIs it came through."""
+
+    kind: str  # "chat" (chat.completion) or "text" (legacy text_completion)
+    model_name: str  # as the client sent it; echoed back
+    model: Model
+    messages: tuple[Message, ...]
+    stream: bool = False
+    include_usage: bool = False
+    stop: tuple[str, ...] = ()
+
+
+def parse_body(raw: bytes) -> dict:
+    """Decode a request body as a JSON object, whatever its Content-Type said."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send a JSON object, "
+            "for example {\"model\": \"Creative\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}."
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def parse_request(body: dict, *, legacy: bool, deployment: str | None = None) -> ChatRequest:
+    """Validate an OpenAI request body; raises InvalidRequest naming the param."""
+    model_name = deployment or _model_name(body)
+    # A legacy path means text completions unless the body is clearly a chat one.
+    if ("prompt" in body or legacy) and ("messages" not in body or (legacy and "prompt" in body)):
+        kind, messages = "text", (Message("user", _prompt(body.get("prompt"))),)
+    else:
+        kind, messages = "chat", _messages(body.get("messages"))
+    stream = _optional_bool(body, "stream")
+    _check_n(body.get("n"))
+    return ChatRequest(
+        kind=kind,
+        model_name=model_name,
+        model=resolve_model(model_name),
+        messages=messages,
+        stream=stream,
+        include_usage=_include_usage(body.get("stream_options"), stream),
+        stop=_stop(body.get("stop")),
+    )
+
+
+def _model_name(body: dict) -> str:
+    name = body.get("model")
+    if name is None:
+        return DEFAULT_MODEL.id
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("'model' must be a non-empty string such as \"Creative\".", param="model")
+    return name
+
+
+def _messages(value: object) -> tuple[Message, ...]:
+    if value is None:
+        raise InvalidRequest("'messages' is required.", param="messages")
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("'messages' must be a non-empty array of messages.", param="messages", code="empty_array" if value == [] else None)
+    messages = tuple(_message(item, index) for index, item in enumerate(value))
+    if not any(m.role == "user" for m in messages):
+        raise InvalidRequest("'messages' must contain at least one message with role 'user'.", param="messages")
+    return messages
+
+
+def _message(item: object, index: int) -> Message:
+    param = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"'{param}' must be an object with 'role' and 'content'.", param=param)
+    role = item.get("role")
+    if not isinstance(role, str) or not role:
+        raise InvalidRequest(f"'{param}.role' must be a string such as 'user'.", param=f"{param}.role")
+    return Message(role, _content(item.get("content"), role, f"{param}.content"))
+
+
+def _content(value: object, role: str, param: str) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None and role == "assistant":
+        return ""
+    if isinstance(value, list):
+        return "\n".join(_text_part(part, f"{param}[{i}]") for i, part in enumerate(value))
+    raise InvalidRequest(f"'{param}' must be a string or an array of text parts.", param=param)
+
+
+def _text_part(part: object, param: str) -> str:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise InvalidRequest(f"'{param}' must be an object with a 'type'.", param=param)
+    if part["type"] != "text":
+        raise InvalidRequest(f"'{param}' has type '{part['type']}'; this gateway accepts text parts only.", param=param)
+    text = part.get("text")
+    if not isinstance(text, str):
+        raise InvalidRequest(f"'{param}.text' must be a string.", param=param)
+    return text
+
+
+def _prompt(value: object) -> str:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, str):
+        raise InvalidRequest("'prompt' must be a string (or an array of one string).", param="prompt")
+    return value
+
+
+def _optional_bool(body: dict, name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false.", param=name)
+    return value
+
+
+def _check_n(value: object) -> None:
+    if value is not None and (isinstance(value, bool) or value != 1):
+        raise InvalidRequest("'n' must be 1: Bing gives one answer per request.", param="n")
+
+
+def _include_usage(value: object, stream: bool) -> bool:
+    if value is None:
+        return False
+    if not stream:
+        raise InvalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options")
+    if not isinstance(value, dict) or not isinstance(value.get("include_usage", False), bool):
+        raise InvalidRequest("'stream_options' must be an object like {\"include_usage\": true}.", param="stream_options")
+    return bool(value.get("include_usage", False))
+
+
+def _stop(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or len(value) > MAX_STOP_SEQUENCES or not all(isinstance(s, str) for s in value):
+        raise InvalidRequest("'stop' must be a string or an array of up to 4 strings.", param="stop")
+    return tuple(s for s in value if s)
+
+
+# -- responses ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseIds:
+    """What every chunk of one response shares."""
+
+    id: str
+    created: int
+
+
+def new_ids(chat: ChatRequest) -> ResponseIds:
+    prefix = "chatcmpl" if chat.kind == "chat" else "cmpl"
+    return ResponseIds(f"{prefix}-{secrets.token_hex(12)}", int(time.time()))
+
+
+def estimate_tokens(text: str) -> int:
+    """A documented estimate: one token per four UTF-8 bytes, rounded up.
+
+    Bing reports no token counts; this keeps `usage` integral and monotonic, and
+    counts CJK text (three bytes a character) closer to real tokenizers than len/4.
+    """
+    return (len(text.encode("utf-8")) + 3) // 4
+
+
+def build_usage(chat: ChatRequest, answer: str) -> dict[str, int]:
+    prompt = estimate_tokens("\n".join(m.content for m in chat.messages))
+    completion = estimate_tokens(answer)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def build_completion(chat: ChatRequest, ids: ResponseIds, answer: str, finish_reason: str) -> dict[str, object]:
+    """The one-shot body: `chat.completion` or legacy `text_completion`."""
+    if chat.kind == "chat":
+        choice: dict[str, object] = {"index": 0, "message": {"role": "assistant", "content": answer}}
+    else:
+        choice = {"index": 0, "text": answer}
+    choice.update(logprobs=None, finish_reason=finish_reason)
+    return {**_head(chat, ids, stream=False), "choices": [choice], "usage": build_usage(chat, answer)}
+
+
+def build_chunk(chat: ChatRequest, ids: ResponseIds, text: str | None, finish_reason: str | None = None) -> dict[str, object]:
+    """One stream chunk; text=None with a finish_reason is the closing chunk."""
+    if chat.kind == "chat":
+        delta = {} if text is None else {"content": text}
+        choice: dict[str, object] = {"index": 0, "delta": delta}
+    else:
+        choice = {"index": 0, "text": text or ""}
+    choice.update(logprobs=None, finish_reason=finish_reason)
+    return {**_head(chat, ids, stream=True), "choices": [choice]}
+
+
+def build_role_chunk(chat: ChatRequest, ids: ResponseIds) -> dict[str, object] | None:
+    """The opening chunk announcing the assistant role (chat only)."""
+    if chat.kind != "chat":
+        return None
+    chunk = _head(chat, ids, stream=True)
+    return {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}
+
+
+def build_usage_chunk(chat: ChatRequest, ids: ResponseIds, answer: str) -> dict[str, object]:
+    return {**_head(chat, ids, stream=True), "choices": [], "usage": build_usage(chat, answer)}
+
+
+def _head(chat: ChatRequest, ids: ResponseIds, *, stream: bool) -> dict[str, object]:
+    if chat.kind == "chat":
+        obj = "chat.completion.chunk" if stream else "chat.completion"
+    else:
+        obj = "text_completion"
+    return {"id": ids.id, "object": obj, "created": ids.created, "model": chat.model_name, "system_fingerprint": None}
