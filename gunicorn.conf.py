@@ -1,0 +1,22 @@
+"""Gunicorn settings, read automatically from the working directory.
+
+The threaded worker is required, not a tuning choice: the sync worker is killed by
+its own --timeout in the middle of a long answer, and serves one stream per process.
+gunicorn binds 0.0.0.0:$PORT by itself when PORT is set (Heroku and friends), and
+127.0.0.1:8000 otherwise; WEB_CONCURRENCY sets the number of processes.
+"""
+import os
+
+worker_class = "gthread"
+# One thread holds one open answer. Bing answers can stream for minutes, so a
+# process needs a thread per concurrent client (BINGO_THREADS, default 256).
+threads = int(os.environ.get("BINGO_THREADS", "256"))
+# gthread heartbeats about once a second while threads stream, so this bounds a
+# stuck process, not a request: answers longer than this are not cut.
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# Only the request line and status: never headers, which carry API keys.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a virtual environment (once) and run the whole test suite.
+# Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${BINGO_VENV:-.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[test]'
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules ]; then
+  (cd tests/node && npm install --silent --no-audit --no-fund) || echo "npm install failed: the Node SDK test will be skipped"
+fi
+exec "$venv/bin/python" -m pytest "$@"
