@@ -1,0 +1,49 @@
+"""Small test helpers: an SSE reader, free ports, waiting for a listener."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+
+def read_sse(text: str) -> list[object]:
+    """Decode an SSE body into its data payloads: dicts, or the string "[DONE]".
+
+    Comment lines (keep-alives) are dropped; any other line shape fails the test.
+    """
+    events: list[object] = []
+    for block in text.split("\n\n"):
+        data = [line[6:] for line in block.split("\n") if line.startswith("data: ")]
+        other = [line for line in block.split("\n") if line and not line.startswith(("data: ", ":"))]
+        assert not other, f"unexpected SSE lines: {other!r}"
+        if data:
+            payload = "\n".join(data)
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+def content_of(events: list[object]) -> str:
+    """The joined `delta.content` (chat) or `text` (legacy) of stream events."""
+    parts = []
+    for event in events:
+        if isinstance(event, dict):
+            for choice in event.get("choices", []):
+                parts.append(choice.get("delta", {}).get("content") or choice.get("text") or "")
+    return "".join(parts)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
