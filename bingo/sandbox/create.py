@@ -1,0 +1,113 @@
+"""The conversation-create endpoints of both protocols, with their failure modes.
+
+Each function returns a Reply (status, body, headers) and knows nothing about
+sockets; `rest.py` writes it out. Shapes follow section 1.4/1.5 and 6.2 of the notes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .directives import CHATHUB_CREATE, COPILOT_CREATE
+from .state import State
+
+JSON = "application/json; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+LOGIN_FIRST = "Sorry, you need to login first to access this service."
+NOT_ALLOWED = "Sorry, you are not allowed to access this service."
+_ERROR_PAGE = "<!DOCTYPE html><html><head><title>Bing</title></head><body>%s</body></html>"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP response, ready to write."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_reply(payload: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, json.dumps(payload).encode("utf-8"), JSON, headers)
+
+
+def page(status: int, text: str) -> Reply:
+    return Reply(status, (_ERROR_PAGE % text).encode("utf-8"), HTML)
+
+
+def chathub_create(state: State, cookie: str) -> Reply:
+    """GET /turing/conversation/create: a conversation plus signature headers, or a fault."""
+    state.count_create()
+    fault = _take(state, CHATHUB_CREATE)
+    common = _common_fault(fault)
+    if common is not None:
+        return common
+    if fault == "create-unauthorized" or not _has_cookie(state, cookie):
+        return json_reply({"result": {"value": "UnauthorizedRequest", "message": LOGIN_FIRST}})
+    if fault == "create-forbidden":
+        return json_reply({"result": {"value": "Forbidden", "message": NOT_ALLOWED}})
+    legacy = fault == "create-legacy"
+    conversation = state.registry.issue_chathub(legacy=legacy)
+    body: dict[str, Any] = {"conversationId": conversation.id, "clientId": conversation.client_id}
+    if legacy:  # before Oct 2023 the signature was in the body and nowhere else
+        body["conversationSignature"] = conversation.signature
+        return json_reply({**body, "result": {"value": "Success", "message": None}})
+    headers = (
+        ("X-Sydney-Conversationsignature", conversation.signature),
+        ("X-Sydney-Encryptedconversationsignature", conversation.encrypted),
+    )
+    return json_reply({**body, "result": {"value": "Success", "message": None}}, headers=headers)
+
+
+def copilot_create(state: State, cookie: str, *, start: bool) -> Reply:
+    """POST /c/api/conversations (`{"id"}`) or /c/api/start (`{"currentConversationId"}`)."""
+    state.count_create()
+    fault = _take(state, COPILOT_CREATE)
+    common = _common_fault(fault)
+    if common is not None:
+        return common
+    if fault == "create-401" or not _has_cookie(state, cookie):
+        return json_reply({"message": "Invalid session"}, status=401)
+    conversation = state.registry.issue_copilot()
+    if not start:
+        return json_reply({"id": conversation.id})
+    return json_reply({
+        "currentConversationId": conversation.id, "userId": "sandbox-user", "isNewUser": False,
+        "isBlocked": False, "remainingTurns": state.options.max_turns, "features": [],
+    })
+
+
+def copilot_user() -> Reply:
+    """GET /c/api/user: enough for a client that checks it is signed in."""
+    return json_reply({"firstName": "Sandbox", "isBlocked": False, "remainingUsage": {"chat": 100}})
+
+
+def _take(state: State, accepted: frozenset[str]) -> str | None:
+    """Consume the next create fault; create-slow is served here, then the create goes on."""
+    fault = state.faults.take(accepted)
+    if fault is None:
+        return None
+    name, value = fault
+    if name == "create-slow":
+        state.stopping.wait(float(value or 0))
+        return None
+    return name
+
+
+def _common_fault(fault: str | None) -> Reply | None:
+    if fault == "create-500":
+        return page(500, "500 - Internal server error.")
+    if fault == "create-404":  # g4f: "Do less requests and reuse conversations"
+        return page(404, "404 - Not Found")
+    if fault == "create-empty":  # the web UI's "network settings are preventing access"
+        return Reply(200, b"", JSON)
+    if fault == "create-nonjson":
+        return page(200, "Sorry, looks like your network settings are preventing access.")
+    return None
+
+
+def _has_cookie(state: State, cookie: str) -> bool:
+    required = state.options.require_cookie
+    return required is None or required in cookie

@@ -1,0 +1,151 @@
+"""The script of one ChatHub turn: which records go out, batched how, and what then.
+
+Pure: a Plan and the invocation go in, a list of steps comes out; the session
+plays them over the socket. Keeping this apart from I/O keeps every fault readable.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from . import records as rec
+from .answer import Source, answer_for, search_query_for, source_for, suggestions_for
+from .directives import Plan
+from .framing import Record
+from .records import TurnContext
+
+APOLOGY = "My mistake, I can't give a response to that right now. Let's try a different topic."
+DISENGAGED = "It might be time to move onto a new topic. Let's start over."
+TURN_LIMIT = ('Sorry, this conversation has reached its limit. Use the "broom" button '
+              "to sweep this away and chat more.")
+GARBAGE = "<html><body>502 Bad Gateway</body></html>"
+_ERRORS = {  # outcome -> (result.value, result.message, result.error: True = same as message)
+    "throttled": ("Throttled", "Request is throttled.", True),
+    "captcha": ("CaptchaChallenge", "User needs to solve CAPTCHA to continue.", True),
+    "unauthorized": ("UnauthorizedRequest", "Sorry, you need to login first to access this service.", True),
+    "forbidden": ("Forbidden", "Sorry, you are not allowed to access this service.", True),
+}
+_CUT_SHORT = frozenset({"apology", "disengaged", "drop", "type7"})
+
+
+class Action(str, Enum):
+    DROP = "drop"  # cut the TCP connection: no close frame
+    CLOSE = "close"  # close the websocket normally
+    SILENCE = "silence"  # send nothing more, not even pings, until the client leaves
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One websocket message worth of records, sent after `pause` seconds."""
+
+    records: tuple[Record, ...]
+    pause: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Do:
+    action: Action
+    pause: float = 0.0
+
+
+Step = Send | Do
+
+
+def error_final(ctx: TurnContext, outcome: str, pause: float = 0.0) -> list[Step]:
+    """An error type 2 with no messages, then type 3, in one message (beehive capture)."""
+    if outcome == "invalid-session":
+        message = (f"Conversation '{ctx.conversation_id}' doesn't exist or has expired. "
+                   "Conversations expire after 06:00:00.")
+        final = rec.error_final(ctx, "InvalidSession", message, None)
+    elif outcome == "invalid-request":
+        message = f"Conversation '{ctx.conversation_id}' with {2 * ctx.turn} messages already exists."
+        final = rec.error_final(ctx, "InvalidRequest", message, "InvalidRequest")
+    else:
+        value, message, same = _ERRORS[outcome]
+        final = rec.error_final(ctx, value, message, message if same else None)
+    return [Send((final, rec.completion(ctx.invocation_id)), pause)]
+
+
+def turn_steps(plan: Plan, ctx: TurnContext, prompt: str) -> list[Step]:
+    """Every step of one turn, from the throttling update to type 3 (or the fault)."""
+    outcome = plan.outcome
+    if outcome in _ERRORS or outcome in ("invalid-session", "invalid-request"):
+        return error_final(ctx, outcome, plan.slow_first)
+    if outcome == "silent" and plan.outcome_value is None:
+        return [Do(Action.SILENCE, plan.slow_first)]
+    steps: list[Step] = [Send((rec.throttling_update(ctx),), plan.slow_first)]
+    source, shown = source_for(prompt), []
+    if outcome == "turn-limit":
+        limit = rec.answer(ctx, rec.new_id(), TURN_LIMIT, source, contentOrigin="TurnLimiter")
+        return steps + [Send((rec.update(ctx, limit),)), _final(ctx, [limit], TURN_LIMIT)]
+    if plan.search:
+        shown = rec.search_messages(ctx, search_query_for(prompt), source)
+        steps += [Send((rec.update(ctx, message),)) for message in shown]
+    return steps + list(_answer_steps(plan, ctx, prompt, source, shown))
+
+
+def _answer_steps(plan: Plan, ctx: TurnContext, prompt: str, source: Source,
+                  shown: list[dict[str, Any]]) -> Iterator[Step]:
+    text = answer_for(prompt, plan.chars, unicode=plan.unicode)
+    message_id = rec.new_id()
+    texts = [] if plan.final_only else prefixes(text, plan.updates)
+    if texts and plan.trailing_space:
+        texts[-1] += "  \n"  # Bing streamed a trailing "  \n" its final text did not have
+    if plan.outcome in _CUT_SHORT:
+        texts = texts[: max(1, len(texts) // 2)]
+    updates: list[Record] = [
+        rec.update(ctx, rec.answer(ctx, message_id, t, source, offense="Unknown")) for t in texts
+    ]
+    if plan.outcome == "garbage":  # the stream carries on, for clients that skip bad records
+        updates.insert(max(1, len(updates) // 2), GARBAGE)
+    if plan.outcome == "silent":  # silent=after-text
+        yield from _batched(updates[:1], plan.delay)
+        yield Do(Action.SILENCE)
+        return
+    yield from _batched(updates, plan.delay)
+    yield from _ending(plan, ctx, prompt, source, shown, message_id, texts, text)
+
+
+def _ending(plan: Plan, ctx: TurnContext, prompt: str, source: Source,
+            shown: list[dict[str, Any]], message_id: str, texts: list[str], text: str) -> Iterator[Step]:
+    outcome, partial = plan.outcome, (texts[-1] if texts else "")
+    if outcome == "drop":
+        yield Do(Action.DROP, plan.delay)
+    elif outcome == "type7":
+        yield Send((rec.hub_close("Connection closed with an error."),), plan.delay)
+        yield Do(Action.CLOSE)
+    elif outcome == "apology":
+        sorry = rec.answer(ctx, message_id, APOLOGY, source, contentOrigin="Apology")
+        yield Send((rec.update(ctx, sorry),), plan.delay)
+        yield _final(ctx, [*shown, sorry], APOLOGY)
+    elif outcome == "disengaged":
+        cut = rec.answer(ctx, message_id, partial, source)
+        bye = rec.progress(ctx, "Disengaged", DISENGAGED)
+        yield Send((rec.update(ctx, bye),), plan.delay)
+        yield _final(ctx, [*shown, cut, bye], DISENGAGED)
+    else:
+        done = rec.answer(ctx, message_id, text, source, suggestions=suggestions_for(prompt))
+        extra = [rec.progress(ctx, "RenderCardRequest", search_query_for(prompt))]
+        yield _final(ctx, [*shown, done, *(extra if plan.render_card_last else [])], text)
+
+
+def _final(ctx: TurnContext, messages: Sequence[dict[str, Any]], text: str) -> Send:
+    """Type 2 and type 3 travel in the same websocket message, as captured."""
+    return Send((rec.final(ctx, messages, text), rec.completion(ctx.invocation_id)))
+
+
+def _batched(updates: Sequence[Record], delay: float) -> Iterator[Send]:
+    """Every third websocket message carries two updates, as the hub batched them."""
+    index = 0
+    while index < len(updates):
+        size = 2 if index % 4 == 2 else 1
+        yield Send(tuple(updates[index : index + size]), delay)
+        index += size
+
+
+def prefixes(text: str, count: int) -> list[str]:
+    """`count` growing prefixes of `text` (fewer if it is shorter); the last is `text`."""
+    cuts = sorted({round(len(text) * i / count) for i in range(1, count + 1)} - {0})
+    return [text[:cut] for cut in cuts]

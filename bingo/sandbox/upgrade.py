@@ -1,0 +1,78 @@
+"""Websocket upgrades: websockets does RFC 6455, this module decides who gets in.
+
+It checks the path and credentials (ChatHub's `sec_access_token`, Copilot's
+`clientSessionId`), applies queued upgrade faults, and starts the session.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+from websockets.sync.server import ServerConnection
+
+from .chathub import ChatHubSession
+from .directives import UPGRADE
+from .state import State
+
+log = logging.getLogger(__name__)
+
+CHATHUB_PATH = "/sydney/ChatHub"
+WEBSOCKET_PATHS = frozenset({CHATHUB_PATH})
+HANDSHAKE_SECONDS = 10.0
+CLOSE_SECONDS = 1.0  # bounds stop(): a client that ignores our close frame is cut
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_BLOCKED_PAGE = "<!DOCTYPE html><html><body><h1>Bing</h1><p>Sorry, something went wrong.</p></body></html>"
+
+
+def serve_websocket(sock: socket.socket, state: State) -> None:
+    """Run the opening handshake on an untouched socket, then the session, until closed."""
+    protocol = ServerProtocol(max_size=MAX_MESSAGE_BYTES, logger=log)
+    # ServerConnection only reads `server.socket_closed`, which State provides.
+    conn = ServerConnection(sock, protocol, cast(Any, state), ping_interval=None,
+                            close_timeout=CLOSE_SECONDS)
+    try:
+        conn.handshake(lambda c, request: _admit(c, request, state), timeout=HANDSHAKE_SECONDS)
+    except Exception as exc:
+        log.debug("websocket handshake failed: %s", exc)
+    if conn.protocol.state is not OPEN or conn.request is None:
+        conn.close_socket()
+        return
+    token = _split(conn.request.path)[1].get("sec_access_token")
+    ChatHubSession(conn, state, state.registry.by_token(token) if token else None).run()
+
+
+def _admit(conn: ServerConnection, request: Request, state: State) -> Response | None:
+    """websockets' process_request hook: None accepts, a Response refuses."""
+    path, query = _split(request.path)
+    state.record_upgrade({"path": path, "query": query, "headers": dict(request.headers.raw_items())})
+    fault = state.faults.take(UPGRADE)
+    if fault:
+        return _refuse(conn, fault[0])
+    if path == CHATHUB_PATH:
+        token = query.get("sec_access_token")
+        # parse_qsl decodes '+' as a space, like the real (ASP.NET) server: a token
+        # sent without URL-encoding no longer matches and the upgrade gets 403.
+        if token and state.registry.by_token(token) is None:
+            return conn.respond(403, "Forbidden\n")
+        if not token and not state.registry.any_legacy():
+            return conn.respond(403, "Forbidden\n")
+        return None
+    return conn.respond(404, "Not Found\n")
+
+
+def _refuse(conn: ServerConnection, fault: str) -> Response:
+    if fault == "ws-200":  # a blocked region got an ordinary page instead of 101
+        response = conn.respond(200, _BLOCKED_PAGE)
+        response.headers["Content-Type"] = "text/html; charset=utf-8"
+        return response
+    return conn.respond(403 if fault == "ws-403" else 500, f"{fault[3:]}\n")
+
+
+def _split(target: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(target)
+    return parts.path, dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -1,0 +1,301 @@
+"""The sandbox upstream over real loopback sockets, driven as the gateway's clients would."""
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+import requests
+import websocket
+
+from bingo.sandbox import Sandbox, answer_for, source_for
+
+RS = "\x1e"
+HANDSHAKE = json.dumps({"protocol": "json", "version": 1}) + RS
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox(ping_interval=10.0) as sb:
+        yield sb
+
+
+def create(sb: Sandbox) -> requests.Response:
+    return requests.get(sb.create_url, params={"bundleVersion": "1.1816.0"}, timeout=5)
+
+
+def open_chathub(sb: Sandbox, conversation: requests.Response | None = None) -> websocket.WebSocket:
+    conversation = conversation or create(sb)
+    token = quote(conversation.headers["X-Sydney-Encryptedconversationsignature"], safe="")
+    return websocket.create_connection(f"{sb.chathub_url}?sec_access_token={token}", timeout=5)
+
+
+def invocation(conversation_id: str, prompt: str, invocation_id: str = "0", **extra) -> str:
+    argument = {
+        "source": "cib", "optionsSets": ["deepleo", "galileo"], "isStartOfSession": True,
+        "conversationId": conversation_id, "participant": {"id": "1"},
+        "message": {"author": "user", "text": prompt, "messageType": "Chat",
+                    "requestId": "9a1c-req", "messageId": "9a1c-req"},
+        **extra,
+    }
+    record = {"arguments": [argument], "invocationId": invocation_id, "target": "chat", "type": 4}
+    return json.dumps(record) + RS
+
+
+def read_turn(ws: websocket.WebSocket, limit: int = 200) -> list[str]:
+    """Websocket messages up to and including the one that carries type 3."""
+    messages: list[str] = []
+    for _ in range(limit):
+        messages.append(ws.recv())
+        text = "".join(messages)
+        complete = text[: text.rfind(RS) + 1]
+        if any(json.loads(part)["type"] == 3 for part in complete.split(RS) if part):
+            return messages
+    raise AssertionError("no type 3 within the limit")
+
+
+def records(messages: list[str]) -> list[dict]:
+    return [json.loads(part) for part in "".join(messages).split(RS) if part]
+
+
+def chat_turn(sb: Sandbox, prompt: str, **extra) -> tuple[list[str], list[dict]]:
+    conversation = create(sb)
+    ws = open_chathub(sb, conversation)
+    try:
+        ws.send(HANDSHAKE)
+        assert ws.recv() == "{}" + RS
+        ws.send(invocation(conversation.json()["conversationId"], prompt, **extra))
+        messages = read_turn(ws)
+    finally:
+        ws.close()
+    return messages, records(messages)
+
+
+def answer_texts(recs: list[dict]) -> list[str]:
+    return [
+        message["text"]
+        for r in recs if r["type"] == 1
+        for message in r["arguments"][0].get("messages", [])
+        if "messageType" not in message
+    ]
+
+
+# answer_for
+
+
+def test_answer_for_echoes_cites_and_pads_exactly():
+    text = answer_for("What is 2+2?", 300)
+    assert text.startswith("Echo: What is 2+2?")
+    assert "[^1^]" in text
+    assert len(text) == 300
+    assert text == answer_for("What is 2+2?", 300)
+
+
+def test_answer_for_reads_directives_from_the_prompt():
+    prompt = "hi [sandbox:chars=200] [sandbox:unicode]"
+    text = answer_for(prompt)
+    assert len(text) == 200
+    assert all(piece in text for piece in ("😀", "你好", "\u2028", "\u2029", "\t"))
+
+
+# conversation create
+
+
+@pytest.mark.parametrize("path", ["/turing/conversation/create", "/edgesvc/turing/conversation/create"],
+                         ids=["bing", "edgesvc"])
+def test_create_returns_conversation_and_signature_headers(sandbox, path):
+    response = requests.get(sandbox.base_url + path, params={"bundleVersion": "1.1816.0"}, timeout=5)
+    body = response.json()
+    assert response.status_code == 200
+    assert body["result"] == {"value": "Success", "message": None}
+    assert body["conversationId"].startswith("51D|BingProd|")
+    assert len(body["conversationId"].split("|")[2]) == 64
+    assert len(body["clientId"]) == 15 and body["clientId"].isdigit()
+    assert response.headers["X-Sydney-Conversationsignature"]
+    encrypted = response.headers["X-Sydney-Encryptedconversationsignature"]
+    assert all(char in encrypted for char in "+/=")
+    assert sandbox.requests[-1]["query"] == {"bundleVersion": "1.1816.0"}
+
+
+def test_create_500_queued_through_the_control_endpoint(sandbox):
+    queued = requests.post(sandbox.base_url + "/sandbox/faults", json={"faults": ["create-500"]}, timeout=5)
+    assert queued.status_code == 200
+    assert create(sandbox).status_code == 500
+    assert create(sandbox).status_code == 200
+    stats = requests.get(sandbox.base_url + "/sandbox/stats", timeout=5).json()
+    assert stats["creates"] == 2
+
+
+def test_control_endpoint_rejects_unknown_faults(sandbox):
+    response = requests.post(sandbox.base_url + "/sandbox/faults", json={"faults": ["nope"]}, timeout=5)
+    assert response.status_code == 400
+    with pytest.raises(ValueError):
+        sandbox.queue_fault("create-slow=forever")
+
+
+def test_create_requires_cookie_when_configured():
+    with Sandbox(require_cookie="_U=secret") as sb:
+        refused = requests.get(sb.create_url, timeout=5).json()
+        accepted = requests.get(sb.create_url, headers={"Cookie": "a=b; _U=secret"}, timeout=5).json()
+    assert refused["result"]["value"] == "UnauthorizedRequest"
+    assert accepted["result"]["value"] == "Success"
+
+
+def test_create_legacy_puts_the_signature_in_the_body(sandbox):
+    sandbox.queue_fault("create-legacy")
+    response = create(sandbox)
+    assert "conversationSignature" in response.json()
+    assert "X-Sydney-Encryptedconversationsignature" not in response.headers
+
+
+# ChatHub upgrade and handshake
+
+
+def test_chathub_upgrade_refused_without_token(sandbox):
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(sandbox.chathub_url, timeout=5)
+    assert info.value.status_code == 403
+
+
+def test_chathub_upgrade_refused_when_token_is_not_url_encoded(sandbox):
+    raw = create(sandbox).headers["X-Sydney-Encryptedconversationsignature"]
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(f"{sandbox.chathub_url}?sec_access_token={raw}", timeout=5)
+    assert info.value.status_code == 403
+
+
+def test_chathub_upgrade_fault_answers_200_instead_of_101(sandbox):
+    sandbox.queue_fault("ws-200")
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        open_chathub(sandbox)
+    assert info.value.status_code == 200
+
+
+def test_chathub_handshake_split_across_messages_is_acknowledged(sandbox):
+    ws = open_chathub(sandbox)
+    ws.send(HANDSHAKE[:10])
+    ws.send(HANDSHAKE[10:])
+    assert ws.recv() == "{}" + RS
+    ws.close()
+    assert sandbox.received[-1] == [{"protocol": "json", "version": 1}]
+
+
+def test_chathub_echoes_client_ping(sandbox):
+    ws = open_chathub(sandbox)
+    ws.send(HANDSHAKE + json.dumps({"type": 6}) + RS)
+    assert ws.recv() == "{}" + RS
+    assert ws.recv() == '{"type":6}' + RS
+    ws.close()
+
+
+def test_chathub_sends_its_own_pings():
+    with Sandbox(ping_interval=0.1) as sb:
+        ws = open_chathub(sb)
+        ws.send(HANDSHAKE)
+        assert ws.recv() == "{}" + RS
+        assert ws.recv() == '{"type":6}' + RS
+        ws.close()
+
+
+# ChatHub turns
+
+
+def test_chathub_turn_streams_cumulative_text_then_final(sandbox):
+    prompt = "Why is the sky blue?"
+    messages, recs = chat_turn(sandbox, prompt)
+    texts = answer_texts(recs)
+    final = next(r for r in recs if r["type"] == 2)
+    answer = final["item"]["messages"][-1]
+    assert recs[0]["arguments"][0]["throttling"]["numUserMessagesInConversation"] == 1
+    assert len(texts) == 10 and texts[-1] == answer_for(prompt)
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+    assert final["invocationId"] == "0"
+    assert final["item"]["result"]["value"] == "Success"
+    assert final["item"]["result"]["message"] == answer_for(prompt)
+    assert final["item"]["firstNewMessageIndex"] == 1
+    assert final["item"]["messages"][0]["author"] == "user"
+    assert answer["sourceAttributions"][0]["seeMoreUrl"] == source_for(prompt).url
+    assert len(answer["suggestedResponses"]) == 3
+    assert records(messages[-1:]) == [final, {"type": 3, "invocationId": "0"}]
+
+
+def test_chathub_turn_sends_search_progress_unless_nosearchall(sandbox):
+    _, recs = chat_turn(sandbox, "weather")
+    kinds = [m.get("messageType") for r in recs if r["type"] == 1
+             for m in r["arguments"][0].get("messages", [])]
+    assert kinds[:3] == ["InternalSearchQuery", "InternalSearchResult", "InternalLoaderMessage"]
+    _, recs = chat_turn(sandbox, "weather", optionsSets=["nosearchall"])
+    assert all("messageType" not in m for r in recs if r["type"] == 1
+               for m in r["arguments"][0].get("messages", []))
+
+
+def test_chathub_records_the_invocation_as_sent(sandbox):
+    chat_turn(sandbox, "record me")
+    sent = sandbox.received[-1]
+    assert sent[0] == {"protocol": "json", "version": 1}
+    assert sent[1]["arguments"][0]["message"]["text"] == "record me"
+
+
+def test_chathub_throttled_directive_ends_with_an_error_final(sandbox):
+    messages, recs = chat_turn(sandbox, "hi [sandbox:throttled]")
+    assert len(messages) == 1
+    assert recs[0]["item"]["result"] == {
+        "value": "Throttled", "message": "Request is throttled.",
+        "error": "Request is throttled.", "serviceVersion": recs[0]["item"]["result"]["serviceVersion"],
+    }
+    assert "messages" not in recs[0]["item"]
+    assert recs[1] == {"type": 3, "invocationId": "0"}
+
+
+def test_chathub_queued_fault_applies_to_the_next_turn_only(sandbox):
+    sandbox.queue_fault("captcha")
+    _, first = chat_turn(sandbox, "hi")
+    _, second = chat_turn(sandbox, "hi")
+    assert first[0]["item"]["result"]["value"] == "CaptchaChallenge"
+    assert second[-2]["item"]["result"]["value"] == "Success"
+
+
+def test_chathub_split_directive_cuts_every_record(sandbox):
+    prompt = "split me [sandbox:split] [sandbox:updates=3] [sandbox:no-search]"
+    messages, recs = chat_turn(sandbox, prompt)
+    assert not any(m.endswith(RS) and m.count(RS) == 1 and m.startswith("{") for m in messages)
+    assert len(messages) >= 2 * len(recs)
+    assert recs[-2]["item"]["result"]["message"] == answer_for(prompt)
+
+
+def test_chathub_unknown_conversation_gets_invalid_session(sandbox):
+    ws = open_chathub(sandbox)
+    ws.send(HANDSHAKE)
+    ws.recv()
+    ws.send(invocation("51D|BingProd|" + "0" * 64, "hi", invocation_id="7"))
+    recs = records(read_turn(ws))
+    ws.close()
+    assert recs[0]["item"]["result"]["value"] == "InvalidSession"
+    assert recs[1] == {"type": 3, "invocationId": "7"}
+
+
+def test_chathub_drop_closes_without_a_close_frame(sandbox):
+    conversation = create(sandbox)
+    ws = open_chathub(sandbox, conversation)
+    ws.send(HANDSHAKE)
+    ws.recv()
+    ws.send(invocation(conversation.json()["conversationId"], "bye [sandbox:drop]"))
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        for _ in range(100):
+            ws.recv()
+    assert sandbox.wait_idle()
+    assert sandbox.stats()["closed_by_client"] == 0
+
+
+def test_stats_and_wait_idle_follow_open_sockets(sandbox):
+    ws = open_chathub(sandbox)
+    assert sandbox.stats()["open"] == 1
+    assert not sandbox.wait_idle(timeout=0.05)
+    ws.close()
+    assert sandbox.wait_idle()
+    assert sandbox.stats() == {"connections": 1, "open": 0, "closed_by_client": 1, "creates": 1}
+
+
+def test_sandbox_refuses_non_loopback_hosts():
+    with pytest.raises(ValueError):
+        Sandbox(host="0.0.0.0")
