@@ -299,3 +299,158 @@ def test_stats_and_wait_idle_follow_open_sockets(sandbox):
 def test_sandbox_refuses_non_loopback_hosts():
     with pytest.raises(ValueError):
         Sandbox(host="0.0.0.0")
+
+
+# Copilot
+
+
+def copilot_conversation(sb: Sandbox) -> str:
+    response = requests.post(sb.copilot_url + "/c/api/conversations", timeout=5)
+    assert response.status_code == 200
+    return response.json()["id"]
+
+
+def open_copilot(sb: Sandbox, ready: bool = True) -> websocket.WebSocket:
+    ws_base = "ws" + sb.copilot_url[len("http"):]
+    url = f"{ws_base}/c/api/chat?api-version=2&clientSessionId=5c1e1a4e-0000-4000-8000-000000000001"
+    ws = websocket.create_connection(url, timeout=5)
+    assert json.loads(ws.recv())["event"] == "connected"
+    if ready:
+        ws.send(json.dumps({"event": "setOptions", "supportedCards": ["weather"], "ads": None}))
+        ws.send(json.dumps({"event": "reportLocalConsents", "grantedConsents": []}))
+    return ws
+
+
+def send_event(conversation_id: str, prompt: str, mode: str = "chat") -> str:
+    return json.dumps({"event": "send", "conversationId": conversation_id, "mode": mode,
+                       "content": [{"type": "text", "text": prompt}], "context": {}})
+
+
+def read_until(ws: websocket.WebSocket, event: str, limit: int = 200) -> list[dict]:
+    events: list[dict] = []
+    for _ in range(limit):
+        events.append(json.loads(ws.recv()))
+        if events[-1]["event"] == event:
+            return events
+    raise AssertionError(f"no {event} within the limit")
+
+
+def test_copilot_create_and_start_issue_ids(sandbox):
+    conversation_id = copilot_conversation(sandbox)
+    started = requests.post(sandbox.copilot_url + "/c/api/start", json={"timeZone": "UTC"}, timeout=5)
+    assert len(conversation_id) == 21
+    assert len(started.json()["currentConversationId"]) == 21
+    assert requests.get(sandbox.copilot_url + "/c/api/user", timeout=5).status_code == 200
+
+
+def test_copilot_create_fault_answers_401(sandbox):
+    sandbox.queue_fault("create-401")
+    response = requests.post(sandbox.copilot_url + "/c/api/conversations", timeout=5)
+    assert response.status_code == 401
+
+
+def test_copilot_upgrade_refused_without_client_session_id(sandbox):
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection("ws" + sandbox.base_url[4:] + "/c/api/chat?api-version=2", timeout=5)
+    assert info.value.status_code == 403
+
+
+def test_copilot_turn_deltas_concatenate_to_the_answer(sandbox):
+    prompt = "Name a palindrome"
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, prompt))
+    events = read_until(ws, "done")
+    kinds = [e["event"] for e in events]
+    answer_id = next(e["messageId"] for e in events if e["event"] == "startMessage")
+    deltas = [e for e in events if e["event"] == "appendText"]
+    assert kinds[:2] == ["received", "startMessage"]
+    assert events[0]["messageId"] != answer_id
+    assert "".join(e["text"] for e in deltas) == answer_for(prompt)
+    assert all(e["messageId"] == answer_id for e in deltas)
+    assert next(e for e in events if e["event"] == "citation")["url"] == source_for(prompt).url
+    assert kinds[-2:] == ["partCompleted", "done"]
+    assert all(isinstance(e["id"], str) for e in events)
+    after = [json.loads(ws.recv())["event"] for _ in range(2)]
+    assert after == ["titleUpdate", "suggestedFollowups"]
+    ws.send(json.dumps({"event": "ping"}))
+    assert json.loads(ws.recv())["event"] == "pong"  # the socket stays open after done
+    ws.close()
+
+
+def test_copilot_reasoning_mode_thinks_before_answering(sandbox):
+    prompt = "think [sandbox:chars=80]"
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), prompt, mode="reasoning"))
+    events = read_until(ws, "done")
+    ws.close()
+    kinds = [e["event"] for e in events]
+    assert "chainOfThought" in kinds and kinds.index("chainOfThought") < kinds.index("startMessage")
+    assert "".join(e["text"] for e in events if e["event"] == "appendText") == answer_for(prompt)
+
+
+def test_copilot_send_before_set_options_is_an_invalid_event(sandbox):
+    ws = open_copilot(sandbox, ready=False)
+    ws.send(send_event(copilot_conversation(sandbox), "too early"))
+    assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
+    ws.close()
+
+
+def test_copilot_challenge_must_be_echoed_before_the_answer(sandbox):
+    prompt = "challenge me [sandbox:challenge]"
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, prompt))
+    challenge = json.loads(ws.recv())
+    assert challenge == {"event": "challenge", "method": None, "parameter": None, "id": "0.0001"}
+    ws.send(json.dumps({"event": "challengeResponse", "token": "", "method": None, "id": challenge["id"]}))
+    ws.send(send_event(conversation_id, prompt))
+    events = read_until(ws, "done")
+    ws.close()
+    assert "".join(e["text"] for e in events if e["event"] == "appendText") == answer_for(prompt)
+
+
+def test_copilot_wrong_challenge_id_is_refused(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:challenge]"))
+    challenge = json.loads(ws.recv())
+    ws.send(json.dumps({"event": "challengeResponse", "token": "", "method": None, "id": "0.1"}))
+    assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
+    assert challenge["id"] == "0.0001"
+    ws.close()
+
+
+def test_copilot_hashcash_accepts_a_solved_nonce(sandbox):
+    import hashlib
+
+    sandbox.queue_fault("hashcash")
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, "prove work"))
+    challenge = json.loads(ws.recv())
+    parameter = challenge["parameter"]
+    bits = int(parameter.rsplit(":", 1)[1])
+    nonce = next(str(n) for n in range(1_000_000)
+                 if int.from_bytes(hashlib.sha256(f"{parameter}{n}".encode()).digest(), "big") >> (256 - bits) == 0)
+    ws.send(json.dumps({"event": "challengeResponse", "token": nonce, "method": "hashcash", "id": challenge["id"]}))
+    ws.send(send_event(conversation_id, "prove work"))
+    assert read_until(ws, "done")[-1]["event"] == "done"
+    ws.close()
+
+
+def test_copilot_service_unavailable_error(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:error-unavailable]"))
+    event = json.loads(ws.recv())
+    ws.close()
+    assert event["event"] == "error" and event["errorCode"] == "chat-service-unavailable"
+
+
+def test_stop_closes_open_sockets_and_joins():
+    sb = Sandbox().start()
+    ws = open_copilot(sb)
+    sb.stop()
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(data[:2], "big") == 1001
+    assert sb.stats()["open"] == 0

@@ -63,6 +63,12 @@ def _padding(needed: int) -> str:
     return "".join(parts)
 
 
+def prefixes(text: str, count: int) -> list[str]:
+    """`count` growing prefixes of `text` (fewer if it is shorter); the last is `text`."""
+    cuts = sorted({round(len(text) * i / count) for i in range(1, count + 1)} - {0})
+    return [text[:cut] for cut in cuts]
+
+
 def source_for(prompt: str) -> Source:
     """The cited source; its URL depends on the prompt so citations cannot mix."""
     digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]

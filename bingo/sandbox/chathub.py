@@ -18,11 +18,12 @@ from websockets.sync.server import ServerConnection
 
 from . import records as rec
 from .directives import CHATHUB_TURN, HANDSHAKE, Plan, parse_directives, plan_from
-from .framing import Record, RecordBuffer, encode_message, encode_record, split_message
+from .framing import RecordBuffer, encode_message, encode_record, split_message
 from .registry import Conversation
-from .script import Action, Do, Send, Step, error_final, turn_steps
+from .script import error_final, turn_steps
 from .session import Session
 from .state import State
+from .steps import Send
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +117,14 @@ class ChatHubSession(Session):
         prompt = str(message.get("text", ""))
         ctx, plan, refusal = self._prepare(argument, message, invocation_id, prompt)
         steps = error_final(ctx, refusal) if refusal else turn_steps(plan, ctx, prompt)
-        self._play(steps, plan, random.Random(prompt))
+        rng = random.Random(prompt)  # split points are reproducible per prompt
+        self.play(steps, lambda step: self._send_step(step, plan.split, rng))
 
     def _prepare(self, argument: dict[str, Any], message: dict[str, Any], invocation_id: Any,
                  prompt: str) -> tuple[rec.TurnContext, Plan, str | None]:
         """The turn's context and plan, and the outcome that refuses it outright, if any."""
         registry, options = self.state.registry, self.state.options
-        conversation = registry.get(argument.get("conversationId"))
+        conversation = registry.get(argument.get("conversationId"), "chathub")
         plan = plan_from(parse_directives(prompt), self.state.faults.take(CHATHUB_TURN))
         if "nosearchall" in (argument.get("optionsSets") or []):
             plan = replace(plan, search=False)
@@ -149,25 +151,8 @@ class ChatHubSession(Session):
             return self.bound is conversation
         return conversation.legacy and argument.get("conversationSignature") == conversation.signature
 
-    def _play(self, steps: list[Step], plan: Plan, rng: random.Random) -> None:
-        for step in steps:
-            if not self.pause(step.pause) or self.silent:
-                return
-            if isinstance(step, Send):
-                self._send_records(step.records, plan.split, rng)
-            elif isinstance(step, Do):
-                return self._act(step.action)
-
-    def _send_records(self, records: tuple[Record, ...], split: bool, rng: random.Random) -> None:
+    def _send_step(self, step: Send, split: bool, rng: random.Random) -> None:
         if split:
-            self.send(*split_message(records, rng))
+            self.send(*split_message(step.records, rng))
         else:
-            self.send(encode_message(records))
-
-    def _act(self, action: Action) -> None:
-        if action is Action.DROP:
-            self.drop()
-        elif action is Action.CLOSE:
-            self.close(1000)
-        else:
-            self.silent = True
+            self.send(encode_message(step.records))

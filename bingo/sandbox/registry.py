@@ -22,6 +22,7 @@ class Conversation:
     """One issued conversation; `turns` counts the user messages it has received."""
 
     id: str
+    protocol: str = "chathub"  # or "copilot": an id only works on the side that issued it
     client_id: str = ""
     signature: str = ""  # X-Sydney-Conversationsignature (or the legacy body field)
     encrypted: str = ""  # X-Sydney-Encryptedconversationsignature, the ws token
@@ -67,15 +68,16 @@ class Registry:
 
     def issue_copilot(self) -> Conversation:
         """Mint a Copilot conversation (a bare nanoid)."""
-        conversation = Conversation(id=nanoid())
+        conversation = Conversation(id=nanoid(), protocol="copilot")
         with self._lock:
             self._by_id[conversation.id] = conversation
         return conversation
 
-    def get(self, conversation_id: object) -> Conversation | None:
-        """The conversation with this id, if this sandbox issued it."""
+    def get(self, conversation_id: object, protocol: str) -> Conversation | None:
+        """The conversation with this id, if this sandbox issued it for `protocol`."""
         with self._lock:
-            return self._by_id.get(conversation_id) if isinstance(conversation_id, str) else None
+            found = self._by_id.get(conversation_id) if isinstance(conversation_id, str) else None
+        return found if found is not None and found.protocol == protocol else None
 
     def by_token(self, token: str) -> Conversation | None:
         """The conversation whose encrypted signature is `token` (already URL-decoded)."""

@@ -6,15 +6,14 @@ plays them over the socket. Keeping this apart from I/O keeps every fault readab
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from . import records as rec
-from .answer import Source, answer_for, search_query_for, source_for, suggestions_for
+from .answer import Source, answer_for, prefixes, search_query_for, source_for, suggestions_for
 from .directives import Plan
 from .framing import Record
 from .records import TurnContext
+from .steps import Action, Do, Send, Step
 
 APOLOGY = "My mistake, I can't give a response to that right now. Let's try a different topic."
 DISENGAGED = "It might be time to move onto a new topic. Let's start over."
@@ -28,29 +27,6 @@ _ERRORS = {  # outcome -> (result.value, result.message, result.error: True = sa
     "forbidden": ("Forbidden", "Sorry, you are not allowed to access this service.", True),
 }
 _CUT_SHORT = frozenset({"apology", "disengaged", "drop", "type7"})
-
-
-class Action(str, Enum):
-    DROP = "drop"  # cut the TCP connection: no close frame
-    CLOSE = "close"  # close the websocket normally
-    SILENCE = "silence"  # send nothing more, not even pings, until the client leaves
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """One websocket message worth of records, sent after `pause` seconds."""
-
-    records: tuple[Record, ...]
-    pause: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Do:
-    action: Action
-    pause: float = 0.0
-
-
-Step = Send | Do
 
 
 def error_final(ctx: TurnContext, outcome: str, pause: float = 0.0) -> list[Step]:
@@ -143,9 +119,3 @@ def _batched(updates: Sequence[Record], delay: float) -> Iterator[Send]:
         size = 2 if index % 4 == 2 else 1
         yield Send(tuple(updates[index : index + size]), delay)
         index += size
-
-
-def prefixes(text: str, count: int) -> list[str]:
-    """`count` growing prefixes of `text` (fewer if it is shorter); the last is `text`."""
-    cuts = sorted({round(len(text) * i / count) for i in range(1, count + 1)} - {0})
-    return [text[:cut] for cut in cuts]

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection
 
 from .state import State
+from .steps import Action, Send, Step
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,21 @@ class Session:
         if seconds > 0:
             return not self.closed.wait(seconds)
         return not self.closed.is_set()
+
+    def play(self, steps: list[Step], send: Callable[[Send], None]) -> None:
+        """Perform a script: pause, send, and end the way its last step says."""
+        for step in steps:
+            if not self.pause(step.pause) or self.silent:
+                return
+            if isinstance(step, Send):
+                send(step)
+            elif step.action is Action.DROP:
+                return self.drop()
+            elif step.action is Action.CLOSE:
+                return self.close(1000)
+            else:
+                self.silent = True
+                return
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queue a turn for the worker; turns of one connection run one at a time."""

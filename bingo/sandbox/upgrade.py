@@ -11,18 +11,20 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 from websockets.sync.server import ServerConnection
 
 from .chathub import ChatHubSession
+from .copilot import CopilotSession
 from .directives import UPGRADE
+from .session import Session
 from .state import State
 
 log = logging.getLogger(__name__)
 
 CHATHUB_PATH = "/sydney/ChatHub"
-WEBSOCKET_PATHS = frozenset({CHATHUB_PATH})
+COPILOT_PATH = "/c/api/chat"
+WEBSOCKET_PATHS = frozenset({CHATHUB_PATH, COPILOT_PATH})
 HANDSHAKE_SECONDS = 10.0
 CLOSE_SECONDS = 1.0  # bounds stop(): a client that ignores our close frame is cut
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -35,15 +37,31 @@ def serve_websocket(sock: socket.socket, state: State) -> None:
     # ServerConnection only reads `server.socket_closed`, which State provides.
     conn = ServerConnection(sock, protocol, cast(Any, state), ping_interval=None,
                             close_timeout=CLOSE_SECONDS)
+    sessions: list[Session] = []
     try:
-        conn.handshake(lambda c, request: _admit(c, request, state), timeout=HANDSHAKE_SECONDS)
+        conn.handshake(lambda c, request: _admit(c, request, state),
+                       lambda c, request, response: _open(c, response, state, sessions),
+                       timeout=HANDSHAKE_SECONDS)
     except Exception as exc:
         log.debug("websocket handshake failed: %s", exc)
-    if conn.protocol.state is not OPEN or conn.request is None:
+    if sessions:
+        sessions[0].run()  # ends at once, and is accounted for, if the 101 never went out
+    else:
         conn.close_socket()
+
+
+def _open(conn: ServerConnection, response: Response, state: State,
+          sessions: list[Session]) -> None:
+    """websockets' process_response hook: create the session before the 101 goes out,
+    so a client that has its 101 already sees itself in `stats()["open"]`."""
+    if response.status_code != 101 or conn.request is None:
         return
-    token = _split(conn.request.path)[1].get("sec_access_token")
-    ChatHubSession(conn, state, state.registry.by_token(token) if token else None).run()
+    path, query = _split(conn.request.path)
+    if path == CHATHUB_PATH:
+        token = query.get("sec_access_token")
+        sessions.append(ChatHubSession(conn, state, state.registry.by_token(token) if token else None))
+    else:
+        sessions.append(CopilotSession(conn, state))
 
 
 def _admit(conn: ServerConnection, request: Request, state: State) -> Response | None:
@@ -62,6 +80,8 @@ def _admit(conn: ServerConnection, request: Request, state: State) -> Response |
         if not token and not state.registry.any_legacy():
             return conn.respond(403, "Forbidden\n")
         return None
+    if path == COPILOT_PATH:  # 2025-26 clients always send it; its absence is refused
+        return None if query.get("clientSessionId") else conn.respond(403, "Forbidden\n")
     return conn.respond(404, "Not Found\n")
 
 
