@@ -54,13 +54,13 @@ class AnswerTracker:
                 events += self._on_message(message)
         answer = self._final_answer(messages)
         if answer is not None:
-            events += self._on_message(answer)
+            events += self._on_message(answer, final=True)
         if not self.sent:
             raise UpstreamError("Bing finished the turn without an answer. Try again or rephrase the question.")
         reason = "content_filter" if self._filtered else "stop"
         return events + [Finish(reason, self._sources, self._suggestions, self._filtered)]
 
-    def _on_message(self, message: dict) -> list[Event]:
+    def _on_message(self, message: dict, final: bool = False) -> list[Event]:
         kind = message.get("messageType") or ""
         text = answer_text(message)
         if kind in LIMIT_TYPES or message.get("contentOrigin") in LIMIT_ORIGINS:
@@ -74,7 +74,7 @@ class AnswerTracker:
         elif message.get("messageId") != self._answer_id:
             return []  # another answer-shaped card (ads, follow-ups): not this answer
         self._collect_extras(message)
-        return self._diff(text)
+        return self._diff(text, final)
 
     def _on_progress(self, kind: str, message: dict) -> list[Event]:
         text = answer_text(message) or str(message.get("hiddenText") or "")
@@ -96,9 +96,12 @@ class AnswerTracker:
             events.append(Delta(text))
         return events
 
-    def _diff(self, text: str) -> list[Event]:
+    def _diff(self, text: str, final: bool) -> list[Event]:
         if self._filtered or not text:
             return []
+        # Trailing white space waits for the next word: the final text may drop it,
+        # and what was streamed can never be taken back.
+        text = text if final else text.rstrip()
         if text.startswith(self.sent):
             new, self.sent = text[len(self.sent):], text
             return [Delta(new)] if new else []

@@ -7,6 +7,7 @@ record interpretation lives in `answer.py`, framing in `signalr.py`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -16,13 +17,21 @@ import websocket
 from . import signalr
 from .answer import AnswerTracker, result_error
 from .config import Settings
-from .errors import UpstreamError, UpstreamProtocolError, UpstreamRejected, UpstreamUnavailable, UpstreamBlocked
+from .errors import (
+    UpstreamBlocked,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from .events import Event, TurnRequest
 from .invocation import build_invocation
 from .transport import USER_AGENT, Deadlines, FrameReader, close_websocket, http_json, open_websocket, send_json
 
 log = logging.getLogger(__name__)
 
+PING_INTERVAL = 5.0  # seconds; SignalR servers drop clients silent for 30 s
 CREATE = "Bing's conversation create"
 HUB = "Bing's ChatHub"
 
@@ -109,6 +118,7 @@ class ChatHubTurn:
         self._records = signalr.RecordBuffer()
         self._early: list[dict] = []  # records that arrived together with the handshake ack
         self._tracker = AnswerTracker()
+        self._pinged_at = time.monotonic()
 
     def start(self, invocation: dict) -> None:
         """Handshake, then send the chat invocation; raises if the hub never acks."""
@@ -122,7 +132,7 @@ class ChatHubTurn:
         while True:
             message = self._reader.next(self._settings.connect_timeout)
             if message is None:
-                raise UpstreamUnavailable(f"{HUB} did not acknowledge the handshake within {self._settings.connect_timeout:g} s.")
+                raise UpstreamTimeout(f"{HUB} did not acknowledge the handshake within {self._settings.connect_timeout:g} s.")
             records = self._records.feed(message)
             if records:
                 if records[0] != {}:
@@ -153,12 +163,19 @@ class ChatHubTurn:
         if kind == signalr.STREAM_ITEM:
             return self._tracker.on_final(record.get("item") or {}), True
         if kind == signalr.PING_TYPE:
-            send_json(self._ws, signalr.PING, HUB)
+            self._answer_ping()
         elif kind == signalr.COMPLETION:
             raise UpstreamError(f"{HUB} completed the call without a result{_said(record)}.")
         elif kind == signalr.CLOSE:
             raise UpstreamUnavailable(f"{HUB} closed the connection{_said(record)}.")
         return [], False
+
+    def _answer_ping(self) -> None:
+        # Clients echo the hub's pings (EdgeGPT, bingo); a hub that also echoes ours
+        # would ping-pong forever, so answer at most once per PING_INTERVAL.
+        if time.monotonic() - self._pinged_at >= PING_INTERVAL:
+            self._pinged_at = time.monotonic()
+            send_json(self._ws, signalr.PING, HUB)
 
     def close(self) -> None:
         close_websocket(self._ws)

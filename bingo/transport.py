@@ -72,11 +72,14 @@ def http_json(settings: Settings, method: str, url: str, headers: Mapping[str, s
 def open_websocket(settings: Settings, url: str, headers: Mapping[str, str], what: str) -> websocket.WebSocket:
     """Open a websocket with the connect timeout; refusals become typed errors."""
     proxy = urlsplit(proxy_for(settings, url))
+    extra = {k: v for k, v in headers.items() if k.lower() != "origin"}
     try:
         return websocket.create_connection(
             url,
             timeout=settings.connect_timeout,
-            header=[f"{k}: {v}" for k, v in headers.items()],
+            # websocket-client sends its own Origin unless given one; two are a 400.
+            origin=headers.get("Origin"),
+            header=[f"{k}: {v}" for k, v in extra.items()],
             # The JSON decoder validates the text anyway; websocket-client's own UTF-8
             # check is pure Python and costs more than the rest of the relay.
             skip_utf8_validation=True,
