@@ -9,6 +9,6 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[test]'
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules ]; then
-  (cd tests/node && npm install --silent --no-audit --no-fund) || echo "npm install failed: the Node SDK test will be skipped"
+  (cd tests/node && npm ci --silent --no-audit --no-fund) || echo "npm install failed: the Node SDK test will be skipped"
 fi
 exec "$venv/bin/python" -m pytest "$@"
