@@ -145,7 +145,9 @@ class ChatHubTurn:
         while True:
             for record in pending:
                 events, finished = self._on_record(record)
-                yield from events
+                if events:
+                    self._reader.touch()
+                    yield from events
                 if finished:
                     return
             message = self._reader.next(self._settings.keepalive_seconds)

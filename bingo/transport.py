@@ -153,18 +153,26 @@ class FrameReader:
         self._watch = watch
         self._what = what
         self._idle_at = time.monotonic() + deadlines.idle
+        self._quiet_since = time.monotonic()
         self._poll = select.poll()
         self._poll.register(ws.sock.fileno(), select.POLLIN)
         if watch is not None:
             self._poll.register(watch.fileno(), select.POLLIN)
 
-    def next(self, tick: float) -> str | None:
-        """The next text message, or None when `tick` seconds passed without one.
+    def touch(self) -> None:
+        """Note that the turn just handed something on; keep-alives count from here."""
+        self._quiet_since = time.monotonic()
 
-        Raises UpstreamTimeout (idle or total deadline), UpstreamUnavailable (socket
-        closed or dropped) and ClientDisconnected (the HTTP client went away).
+    def next(self, tick: float) -> str | None:
+        """The next text message, or None once `tick` seconds have passed since the
+        last touch() (or the last None) without the turn handing anything on.
+
+        Upstream pings reset the idle deadline but not the tick: the HTTP client needs
+        its keep-alive even while the upstream chatters. Raises UpstreamTimeout (idle
+        or total deadline), UpstreamUnavailable (socket closed or dropped) and
+        ClientDisconnected (the HTTP client went away).
         """
-        tick_at = time.monotonic() + tick
+        tick_at = self._quiet_since + tick
         while True:
             wake_at = min(tick_at, self._idle_at, self._deadlines.total_at)
             if self._buffered() or self._wait(wake_at - time.monotonic()):
@@ -175,6 +183,7 @@ class FrameReader:
             if now >= self._idle_at:
                 raise UpstreamTimeout(f"{self._what} sent nothing for {self._deadlines.idle:g} s (BINGO_IDLE_TIMEOUT).")
             if now >= tick_at:
+                self._quiet_since = now
                 return None
 
     def _buffered(self) -> bool:

@@ -47,3 +47,11 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def expected_content(prompt: str) -> str:
+    """What the gateway answers for a sandbox turn: citations as markdown footnotes."""
+    from bingo.sandbox import answer_for, source_for
+
+    source = source_for(prompt)
+    return answer_for(prompt).replace("[^1^]", "[^1]") + f"\n\n[^1]: [{source.title}]({source.url})"
