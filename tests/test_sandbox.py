@@ -1,4 +1,5 @@
 """The sandbox upstream over real loopback sockets, driven as the gateway's clients would."""
+
 from __future__ import annotations
 
 import json
@@ -24,21 +25,42 @@ def create(sb: Sandbox) -> requests.Response:
     return requests.get(sb.create_url, params={"bundleVersion": "1.1816.0"}, timeout=5)
 
 
-def open_chathub(sb: Sandbox, conversation: requests.Response | None = None) -> websocket.WebSocket:
+def open_chathub(
+    sb: Sandbox, conversation: requests.Response | None = None
+) -> websocket.WebSocket:
     conversation = conversation or create(sb)
-    token = quote(conversation.headers["X-Sydney-Encryptedconversationsignature"], safe="")
-    return websocket.create_connection(f"{sb.chathub_url}?sec_access_token={token}", timeout=5)
+    token = quote(
+        conversation.headers["X-Sydney-Encryptedconversationsignature"], safe=""
+    )
+    return websocket.create_connection(
+        f"{sb.chathub_url}?sec_access_token={token}", timeout=5
+    )
 
 
-def invocation(conversation_id: str, prompt: str, invocation_id: str = "0", **extra) -> str:
+def invocation(
+    conversation_id: str, prompt: str, invocation_id: str = "0", **extra
+) -> str:
     argument = {
-        "source": "cib", "optionsSets": ["deepleo", "galileo"], "isStartOfSession": True,
-        "conversationId": conversation_id, "participant": {"id": "1"},
-        "message": {"author": "user", "text": prompt, "messageType": "Chat",
-                    "requestId": "9a1c-req", "messageId": "9a1c-req"},
+        "source": "cib",
+        "optionsSets": ["deepleo", "galileo"],
+        "isStartOfSession": True,
+        "conversationId": conversation_id,
+        "participant": {"id": "1"},
+        "message": {
+            "author": "user",
+            "text": prompt,
+            "messageType": "Chat",
+            "requestId": "9a1c-req",
+            "messageId": "9a1c-req",
+        },
         **extra,
     }
-    record = {"arguments": [argument], "invocationId": invocation_id, "target": "chat", "type": 4}
+    record = {
+        "arguments": [argument],
+        "invocationId": invocation_id,
+        "target": "chat",
+        "type": 4,
+    }
     return json.dumps(record) + RS
 
 
@@ -74,7 +96,8 @@ def chat_turn(sb: Sandbox, prompt: str, **extra) -> tuple[list[str], list[dict]]
 def answer_texts(recs: list[dict]) -> list[str]:
     return [
         message["text"]
-        for r in recs if r["type"] == 1
+        for r in recs
+        if r["type"] == 1
         for message in r["arguments"][0].get("messages", [])
         if "messageType" not in message
     ]
@@ -101,10 +124,15 @@ def test_answer_for_reads_directives_from_the_prompt():
 # conversation create
 
 
-@pytest.mark.parametrize("path", ["/turing/conversation/create", "/edgesvc/turing/conversation/create"],
-                         ids=["bing", "edgesvc"])
+@pytest.mark.parametrize(
+    "path",
+    ["/turing/conversation/create", "/edgesvc/turing/conversation/create"],
+    ids=["bing", "edgesvc"],
+)
 def test_create_returns_conversation_and_signature_headers(sandbox, path):
-    response = requests.get(sandbox.base_url + path, params={"bundleVersion": "1.1816.0"}, timeout=5)
+    response = requests.get(
+        sandbox.base_url + path, params={"bundleVersion": "1.1816.0"}, timeout=5
+    )
     body = response.json()
     assert response.status_code == 200
     assert body["result"] == {"value": "Success", "message": None}
@@ -118,7 +146,9 @@ def test_create_returns_conversation_and_signature_headers(sandbox, path):
 
 
 def test_create_500_queued_through_the_control_endpoint(sandbox):
-    queued = requests.post(sandbox.base_url + "/sandbox/faults", json={"faults": ["create-500"]}, timeout=5)
+    queued = requests.post(
+        sandbox.base_url + "/sandbox/faults", json={"faults": ["create-500"]}, timeout=5
+    )
     assert queued.status_code == 200
     assert create(sandbox).status_code == 500
     assert create(sandbox).status_code == 200
@@ -127,7 +157,9 @@ def test_create_500_queued_through_the_control_endpoint(sandbox):
 
 
 def test_control_endpoint_rejects_unknown_faults(sandbox):
-    response = requests.post(sandbox.base_url + "/sandbox/faults", json={"faults": ["nope"]}, timeout=5)
+    response = requests.post(
+        sandbox.base_url + "/sandbox/faults", json={"faults": ["nope"]}, timeout=5
+    )
     assert response.status_code == 400
     with pytest.raises(ValueError):
         sandbox.queue_fault("create-slow=forever")
@@ -136,7 +168,9 @@ def test_control_endpoint_rejects_unknown_faults(sandbox):
 def test_create_requires_cookie_when_configured():
     with Sandbox(require_cookie="_U=secret") as sb:
         refused = requests.get(sb.create_url, timeout=5).json()
-        accepted = requests.get(sb.create_url, headers={"Cookie": "a=b; _U=secret"}, timeout=5).json()
+        accepted = requests.get(
+            sb.create_url, headers={"Cookie": "a=b; _U=secret"}, timeout=5
+        ).json()
     assert refused["result"]["value"] == "UnauthorizedRequest"
     assert accepted["result"]["value"] == "Success"
 
@@ -160,7 +194,9 @@ def test_chathub_upgrade_refused_without_token(sandbox):
 def test_chathub_upgrade_refused_when_token_is_not_url_encoded(sandbox):
     raw = create(sandbox).headers["X-Sydney-Encryptedconversationsignature"]
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        websocket.create_connection(f"{sandbox.chathub_url}?sec_access_token={raw}", timeout=5)
+        websocket.create_connection(
+            f"{sandbox.chathub_url}?sec_access_token={raw}", timeout=5
+        )
     assert info.value.status_code == 403
 
 
@@ -221,12 +257,24 @@ def test_chathub_turn_streams_cumulative_text_then_final(sandbox):
 
 def test_chathub_turn_sends_search_progress_unless_nosearchall(sandbox):
     _, recs = chat_turn(sandbox, "weather")
-    kinds = [m.get("messageType") for r in recs if r["type"] == 1
-             for m in r["arguments"][0].get("messages", [])]
-    assert kinds[:3] == ["InternalSearchQuery", "InternalSearchResult", "InternalLoaderMessage"]
+    kinds = [
+        m.get("messageType")
+        for r in recs
+        if r["type"] == 1
+        for m in r["arguments"][0].get("messages", [])
+    ]
+    assert kinds[:3] == [
+        "InternalSearchQuery",
+        "InternalSearchResult",
+        "InternalLoaderMessage",
+    ]
     _, recs = chat_turn(sandbox, "weather", optionsSets=["nosearchall"])
-    assert all("messageType" not in m for r in recs if r["type"] == 1
-               for m in r["arguments"][0].get("messages", []))
+    assert all(
+        "messageType" not in m
+        for r in recs
+        if r["type"] == 1
+        for m in r["arguments"][0].get("messages", [])
+    )
 
 
 def test_chathub_records_the_invocation_as_sent(sandbox):
@@ -240,8 +288,10 @@ def test_chathub_throttled_directive_ends_with_an_error_final(sandbox):
     messages, recs = chat_turn(sandbox, "hi [sandbox:throttled]")
     assert len(messages) == 1
     assert recs[0]["item"]["result"] == {
-        "value": "Throttled", "message": "Request is throttled.",
-        "error": "Request is throttled.", "serviceVersion": recs[0]["item"]["result"]["serviceVersion"],
+        "value": "Throttled",
+        "message": "Request is throttled.",
+        "error": "Request is throttled.",
+        "serviceVersion": recs[0]["item"]["result"]["serviceVersion"],
     }
     assert "messages" not in recs[0]["item"]
     assert recs[1] == {"type": 3, "invocationId": "0"}
@@ -258,9 +308,154 @@ def test_chathub_queued_fault_applies_to_the_next_turn_only(sandbox):
 def test_chathub_split_directive_cuts_every_record(sandbox):
     prompt = "split me [sandbox:split] [sandbox:updates=3] [sandbox:no-search]"
     messages, recs = chat_turn(sandbox, prompt)
-    assert not any(m.endswith(RS) and m.count(RS) == 1 and m.startswith("{") for m in messages)
+    assert not any(
+        m.endswith(RS) and m.count(RS) == 1 and m.startswith("{") for m in messages
+    )
     assert len(messages) >= 2 * len(recs)
     assert recs[-2]["item"]["result"]["message"] == answer_for(prompt)
+
+
+def final_of(recs: list[dict]) -> dict:
+    return next(r for r in recs if r["type"] == 2)["item"]
+
+
+def test_chathub_unicode_survives_split_records(sandbox):
+    prompt = "emoji [sandbox:unicode] [sandbox:split] [sandbox:updates=4]"
+    _, recs = chat_turn(sandbox, prompt)
+    assert answer_texts(recs)[-1] == answer_for(prompt)
+    assert "\u2028" in final_of(recs)["result"]["message"]
+
+
+def test_chathub_apology_replaces_the_answer_in_place(sandbox):
+    _, recs = chat_turn(sandbox, "risky [sandbox:apology]")
+    updates = [
+        r["arguments"][0]["messages"][0]
+        for r in recs
+        if r["type"] == 1
+        and "messages" in r["arguments"][0]
+        and "messageType" not in r["arguments"][0]["messages"][0]
+    ]
+    assert updates[-1]["contentOrigin"] == "Apology"
+    assert updates[-1]["messageId"] == updates[0]["messageId"]
+    assert len(updates[-2]["text"]) < len(answer_for("risky [sandbox:apology]"))
+    assert final_of(recs)["result"]["message"] == updates[-1]["text"]
+    assert final_of(recs)["messages"][-1]["contentOrigin"] == "Apology"
+
+
+def test_chathub_disengaged_ends_with_a_disengaged_message(sandbox):
+    _, recs = chat_turn(sandbox, "enough [sandbox:disengaged]")
+    last = final_of(recs)["messages"][-1]
+    assert last["messageType"] == "Disengaged"
+    assert final_of(recs)["result"]["value"] == "Success"
+
+
+def test_chathub_turn_limit_after_max_turns():
+    with Sandbox(max_turns=1) as sb:
+        conversation = create(sb)
+        ws = open_chathub(sb, conversation)
+        ws.send(HANDSHAKE)
+        ws.recv()
+        conversation_id = conversation.json()["conversationId"]
+        ws.send(invocation(conversation_id, "one"))
+        first = records(read_turn(ws))
+        ws.send(invocation(conversation_id, "two", invocation_id="1"))
+        second = records(read_turn(ws))
+        ws.close()
+    assert final_of(first)["messages"][-1]["contentOrigin"] == "DeepLeo"
+    assert final_of(second)["messages"][-1]["contentOrigin"] == "TurnLimiter"
+    assert final_of(second)["throttling"]["numUserMessagesInConversation"] == 1
+
+
+@pytest.mark.parametrize(
+    "directive", ["final-only", "trailing-space", "render-card-last"]
+)
+def test_chathub_final_text_is_the_answer_whatever_the_stream(sandbox, directive):
+    prompt = f"shape [sandbox:{directive}]"
+    _, recs = chat_turn(sandbox, prompt)
+    final = final_of(recs)
+    answer = next(
+        m for m in final["messages"] if m["author"] == "bot" and "messageType" not in m
+    )
+    assert final["result"]["message"] == answer["text"] == answer_for(prompt)
+    streamed = answer_texts(recs)
+    if directive == "final-only":
+        assert streamed == []
+    if directive == "trailing-space":
+        assert streamed[-1] == answer_for(prompt) + "  \n"
+    if directive == "render-card-last":
+        assert final["messages"][-1]["messageType"] == "RenderCardRequest"
+
+
+def test_chathub_type7_closes_the_hub(sandbox):
+    conversation = create(sandbox)
+    ws = open_chathub(sandbox, conversation)
+    ws.send(HANDSHAKE)
+    ws.recv()
+    ws.send(invocation(conversation.json()["conversationId"], "[sandbox:type7]"))
+    recs = []
+    for _ in range(100):
+        message = ws.recv()
+        if not message:
+            break
+        recs += records([message])
+    ws.close()
+    assert recs[-1] == {
+        "type": 7,
+        "error": "Connection closed with an error.",
+        "allowReconnect": True,
+    }
+
+
+def test_chathub_silent_sends_nothing_not_even_pings():
+    with Sandbox(ping_interval=0.05) as sb:
+        conversation = create(sb)
+        ws = open_chathub(sb, conversation)
+        ws.send(HANDSHAKE)
+        ws.recv()
+        ws.send(invocation(conversation.json()["conversationId"], "[sandbox:silent]"))
+        ws.settimeout(0.3)
+        received = []
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            for _ in range(100):
+                received.append(ws.recv())
+        ws.close()
+    assert all(message == '{"type":6}' + RS for message in received[:2])
+    assert len(received) <= 2  # pings sent before the invocation arrived, at most
+
+
+def test_chathub_no_handshake_ack_fault(sandbox):
+    sandbox.queue_fault("no-handshake-ack")
+    ws = open_chathub(sandbox)
+    ws.send(HANDSHAKE)
+    ws.settimeout(0.2)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        ws.recv()
+    ws.close()
+
+
+def test_chathub_legacy_socket_needs_the_signature_in_the_call(sandbox):
+    sandbox.queue_fault("create-legacy")
+    body = create(sandbox).json()
+    ws = websocket.create_connection(sandbox.chathub_url, timeout=5)
+    ws.send(HANDSHAKE)
+    ws.recv()
+    ws.send(
+        invocation(
+            body["conversationId"],
+            "old",
+            conversationSignature=body["conversationSignature"],
+        )
+    )
+    good = records(read_turn(ws))
+    ws.send(
+        invocation(
+            body["conversationId"], "old", invocation_id="1", conversationSignature="x"
+        )
+    )
+    bad = records(read_turn(ws))
+    ws.close()
+    assert final_of(good)["result"]["value"] == "Success"
+    assert final_of(bad)["result"]["value"] == "UnauthorizedRequest"
 
 
 def test_chathub_unknown_conversation_gets_invalid_session(sandbox):
@@ -293,7 +488,12 @@ def test_stats_and_wait_idle_follow_open_sockets(sandbox):
     assert not sandbox.wait_idle(timeout=0.05)
     ws.close()
     assert sandbox.wait_idle()
-    assert sandbox.stats() == {"connections": 1, "open": 0, "closed_by_client": 1, "creates": 1}
+    assert sandbox.stats() == {
+        "connections": 1,
+        "open": 0,
+        "closed_by_client": 1,
+        "creates": 1,
+    }
 
 
 def test_sandbox_refuses_non_loopback_hosts():
@@ -311,19 +511,31 @@ def copilot_conversation(sb: Sandbox) -> str:
 
 
 def open_copilot(sb: Sandbox, ready: bool = True) -> websocket.WebSocket:
-    ws_base = "ws" + sb.copilot_url[len("http"):]
-    url = f"{ws_base}/c/api/chat?api-version=2&clientSessionId=5c1e1a4e-0000-4000-8000-000000000001"
+    ws_base = "ws" + sb.copilot_url[len("http") :]
+    session = "5c1e1a4e-0000-4000-8000-000000000001"
+    url = f"{ws_base}/c/api/chat?api-version=2&clientSessionId={session}"
     ws = websocket.create_connection(url, timeout=5)
     assert json.loads(ws.recv())["event"] == "connected"
     if ready:
-        ws.send(json.dumps({"event": "setOptions", "supportedCards": ["weather"], "ads": None}))
+        ws.send(
+            json.dumps(
+                {"event": "setOptions", "supportedCards": ["weather"], "ads": None}
+            )
+        )
         ws.send(json.dumps({"event": "reportLocalConsents", "grantedConsents": []}))
     return ws
 
 
 def send_event(conversation_id: str, prompt: str, mode: str = "chat") -> str:
-    return json.dumps({"event": "send", "conversationId": conversation_id, "mode": mode,
-                       "content": [{"type": "text", "text": prompt}], "context": {}})
+    return json.dumps(
+        {
+            "event": "send",
+            "conversationId": conversation_id,
+            "mode": mode,
+            "content": [{"type": "text", "text": prompt}],
+            "context": {},
+        }
+    )
 
 
 def read_until(ws: websocket.WebSocket, event: str, limit: int = 200) -> list[dict]:
@@ -337,10 +549,14 @@ def read_until(ws: websocket.WebSocket, event: str, limit: int = 200) -> list[di
 
 def test_copilot_create_and_start_issue_ids(sandbox):
     conversation_id = copilot_conversation(sandbox)
-    started = requests.post(sandbox.copilot_url + "/c/api/start", json={"timeZone": "UTC"}, timeout=5)
+    started = requests.post(
+        sandbox.copilot_url + "/c/api/start", json={"timeZone": "UTC"}, timeout=5
+    )
     assert len(conversation_id) == 21
     assert len(started.json()["currentConversationId"]) == 21
-    assert requests.get(sandbox.copilot_url + "/c/api/user", timeout=5).status_code == 200
+    assert (
+        requests.get(sandbox.copilot_url + "/c/api/user", timeout=5).status_code == 200
+    )
 
 
 def test_copilot_create_fault_answers_401(sandbox):
@@ -351,7 +567,9 @@ def test_copilot_create_fault_answers_401(sandbox):
 
 def test_copilot_upgrade_refused_without_client_session_id(sandbox):
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        websocket.create_connection("ws" + sandbox.base_url[4:] + "/c/api/chat?api-version=2", timeout=5)
+        websocket.create_connection(
+            "ws" + sandbox.base_url[4:] + "/c/api/chat?api-version=2", timeout=5
+        )
     assert info.value.status_code == 403
 
 
@@ -368,7 +586,10 @@ def test_copilot_turn_deltas_concatenate_to_the_answer(sandbox):
     assert events[0]["messageId"] != answer_id
     assert "".join(e["text"] for e in deltas) == answer_for(prompt)
     assert all(e["messageId"] == answer_id for e in deltas)
-    assert next(e for e in events if e["event"] == "citation")["url"] == source_for(prompt).url
+    assert (
+        next(e for e in events if e["event"] == "citation")["url"]
+        == source_for(prompt).url
+    )
     assert kinds[-2:] == ["partCompleted", "done"]
     assert all(isinstance(e["id"], str) for e in events)
     after = [json.loads(ws.recv())["event"] for _ in range(2)]
@@ -385,8 +606,12 @@ def test_copilot_reasoning_mode_thinks_before_answering(sandbox):
     events = read_until(ws, "done")
     ws.close()
     kinds = [e["event"] for e in events]
-    assert "chainOfThought" in kinds and kinds.index("chainOfThought") < kinds.index("startMessage")
-    assert "".join(e["text"] for e in events if e["event"] == "appendText") == answer_for(prompt)
+    assert "chainOfThought" in kinds and kinds.index("chainOfThought") < kinds.index(
+        "startMessage"
+    )
+    assert "".join(
+        e["text"] for e in events if e["event"] == "appendText"
+    ) == answer_for(prompt)
 
 
 def test_copilot_send_before_set_options_is_an_invalid_event(sandbox):
@@ -402,19 +627,39 @@ def test_copilot_challenge_must_be_echoed_before_the_answer(sandbox):
     ws = open_copilot(sandbox)
     ws.send(send_event(conversation_id, prompt))
     challenge = json.loads(ws.recv())
-    assert challenge == {"event": "challenge", "method": None, "parameter": None, "id": "0.0001"}
-    ws.send(json.dumps({"event": "challengeResponse", "token": "", "method": None, "id": challenge["id"]}))
+    assert challenge == {
+        "event": "challenge",
+        "method": None,
+        "parameter": None,
+        "id": "0.0001",
+    }
+    ws.send(
+        json.dumps(
+            {
+                "event": "challengeResponse",
+                "token": "",
+                "method": None,
+                "id": challenge["id"],
+            }
+        )
+    )
     ws.send(send_event(conversation_id, prompt))
     events = read_until(ws, "done")
     ws.close()
-    assert "".join(e["text"] for e in events if e["event"] == "appendText") == answer_for(prompt)
+    assert "".join(
+        e["text"] for e in events if e["event"] == "appendText"
+    ) == answer_for(prompt)
 
 
 def test_copilot_wrong_challenge_id_is_refused(sandbox):
     ws = open_copilot(sandbox)
     ws.send(send_event(copilot_conversation(sandbox), "[sandbox:challenge]"))
     challenge = json.loads(ws.recv())
-    ws.send(json.dumps({"event": "challengeResponse", "token": "", "method": None, "id": "0.1"}))
+    ws.send(
+        json.dumps(
+            {"event": "challengeResponse", "token": "", "method": None, "id": "0.1"}
+        )
+    )
     assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
     assert challenge["id"] == "0.0001"
     ws.close()
@@ -430,9 +675,23 @@ def test_copilot_hashcash_accepts_a_solved_nonce(sandbox):
     challenge = json.loads(ws.recv())
     parameter = challenge["parameter"]
     bits = int(parameter.rsplit(":", 1)[1])
-    nonce = next(str(n) for n in range(1_000_000)
-                 if int.from_bytes(hashlib.sha256(f"{parameter}{n}".encode()).digest(), "big") >> (256 - bits) == 0)
-    ws.send(json.dumps({"event": "challengeResponse", "token": nonce, "method": "hashcash", "id": challenge["id"]}))
+    nonce = next(
+        str(n)
+        for n in range(1_000_000)
+        if int.from_bytes(hashlib.sha256(f"{parameter}{n}".encode()).digest(), "big")
+        >> (256 - bits)
+        == 0
+    )
+    ws.send(
+        json.dumps(
+            {
+                "event": "challengeResponse",
+                "token": nonce,
+                "method": "hashcash",
+                "id": challenge["id"],
+            }
+        )
+    )
     ws.send(send_event(conversation_id, "prove work"))
     assert read_until(ws, "done")[-1]["event"] == "done"
     ws.close()
@@ -443,7 +702,9 @@ def test_copilot_service_unavailable_error(sandbox):
     ws.send(send_event(copilot_conversation(sandbox), "[sandbox:error-unavailable]"))
     event = json.loads(ws.recv())
     ws.close()
-    assert event["event"] == "error" and event["errorCode"] == "chat-service-unavailable"
+    assert (
+        event["event"] == "error" and event["errorCode"] == "chat-service-unavailable"
+    )
 
 
 def test_stop_closes_open_sockets_and_joins():

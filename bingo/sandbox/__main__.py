@@ -3,6 +3,7 @@
 Prints the environment lines that point the gateway at it; that banner is the
 only print in the package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,21 +17,37 @@ from .server import Sandbox
 
 def main(argv: list[str] | None = None) -> None:
     """Parse options, start the sandbox, print the env banner, wait for Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m bingo.sandbox", description=__doc__)
-    parser.add_argument("--port", type=int, default=8765, help="loopback port (0: any free)")
-    parser.add_argument("--ping-interval", type=float, default=10.0, help="seconds between pings")
-    parser.add_argument("--max-turns", type=int, default=30, help="turns per conversation")
-    parser.add_argument("--require-cookie", default=None, help="creates must send this cookie")
+    parser = argparse.ArgumentParser(
+        prog="python -m bingo.sandbox", description=__doc__
+    )
+    parser.add_argument(
+        "--port", type=int, default=8765, help="loopback port (0: any free)"
+    )
+    parser.add_argument(
+        "--ping-interval", type=float, default=10.0, help="seconds between pings"
+    )
+    parser.add_argument(
+        "--max-turns", type=int, default=30, help="turns per conversation"
+    )
+    parser.add_argument(
+        "--require-cookie", default=None, help="creates must send this cookie"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     done = threading.Event()
 
     def finish(signum: int, frame: FrameType | None) -> None:
         done.set()
 
     signal.signal(signal.SIGTERM, finish)
-    with Sandbox(port=args.port, ping_interval=args.ping_interval, max_turns=args.max_turns,
-                 require_cookie=args.require_cookie) as sb:
+    with Sandbox(
+        port=args.port,
+        ping_interval=args.ping_interval,
+        max_turns=args.max_turns,
+        require_cookie=args.require_cookie,
+    ) as sb:
         print(f"BINGO_CREATE_URL={sb.create_url}")
         print(f"BINGO_CHATHUB_URL={sb.chathub_url}")
         print(f"BINGO_COPILOT_URL={sb.copilot_url}", flush=True)

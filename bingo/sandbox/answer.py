@@ -3,15 +3,18 @@
 Tests assert exact text, so nothing here may depend on time, randomness or state.
 No sockets here.
 """
+
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
-from .directives import DEFAULT_CHARS, DIRECTIVE, parse_directives, plan_from
+from .directives import DIRECTIVE, parse_directives, plan_from
 
 CITATION = "[^1^]"
-UNICODE_LINE = "Unicode: 😀 你好, café, naïve, Ærøskøbing;\ttab\u2028line\u2029paragraph\nnewline."
+UNICODE_LINE = (
+    "Unicode: 😀 你好, café, naïve, Ærøskøbing;\ttab\u2028line\u2029paragraph\nnewline."
+)
 _FILLER = (
     "- The sandbox streams this text as **cumulative** updates, like Bing did.",
     "Each update repeats everything sent so far; clients must diff.",
@@ -29,7 +32,9 @@ class Source:
     url: str
 
 
-def answer_for(prompt: str, chars: int | None = None, *, unicode: bool | None = None) -> str:
+def answer_for(
+    prompt: str, chars: int | None = None, *, unicode: bool | None = None
+) -> str:
     """The answer the sandbox gives to `prompt`, on either protocol.
 
     It starts with ``"Echo: " + prompt`` (so cross-talk between concurrent turns
@@ -72,7 +77,9 @@ def prefixes(text: str, count: int) -> list[str]:
 def source_for(prompt: str) -> Source:
     """The cited source; its URL depends on the prompt so citations cannot mix."""
     digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
-    return Source(title="Bingo sandbox reference", url=f"https://example.com/sandbox/{digest}")
+    return Source(
+        title="Bingo sandbox reference", url=f"https://example.com/sandbox/{digest}"
+    )
 
 
 def search_query_for(prompt: str) -> str:
@@ -84,7 +91,11 @@ def search_query_for(prompt: str) -> str:
 def suggestions_for(prompt: str) -> list[str]:
     """Three follow-up suggestions, as `suggestedResponses` / `suggestedFollowups`."""
     topic = search_query_for(prompt)[:30]
-    return [f"Tell me more about {topic}", "Give me an example.", "What are your sources?"]
+    return [
+        f"Tell me more about {topic}",
+        "Give me an example.",
+        "What are your sources?",
+    ]
 
 
 def title_for(prompt: str) -> str:

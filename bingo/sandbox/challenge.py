@@ -3,6 +3,7 @@
 Pure: a Challenge is made from a fault name, and a client's `challengeResponse`
 is judged against it. No sockets here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,12 @@ class Challenge:
 
     def event(self) -> dict[str, Any]:
         """The `challenge` event; its `id` is the challenge's own, not the event counter."""
-        return {"event": "challenge", "method": self.method, "parameter": self.parameter,
-                "id": self.id}
+        return {
+            "event": "challenge",
+            "method": self.method,
+            "parameter": self.parameter,
+            "id": self.id,
+        }
 
 
 def make_challenge(fault: str, number: int) -> Challenge:

@@ -4,6 +4,7 @@ Reads RS-terminated records (buffering records cut across messages), answers the
 handshake, echoes and sends pings, and hands each `chat` invocation to the worker,
 which plays the turn script from `script.py`.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from websockets.sync.server import ServerConnection
 from . import records as rec
 from .directives import CHATHUB_TURN, HANDSHAKE, Plan, parse_directives, plan_from
 from .framing import RecordBuffer, encode_message, encode_record, split_message
+from .messages import TurnContext, new_id
 from .registry import Conversation
 from .script import error_final, turn_steps
 from .session import Session
@@ -33,7 +35,9 @@ READ_SLICE = 1.0  # seconds; the reader wakes at least this often to check for p
 class ChatHubSession(Session):
     """One `/sydney/ChatHub` connection; `bound` is the token's conversation (None: legacy)."""
 
-    def __init__(self, conn: ServerConnection, state: State, bound: Conversation | None) -> None:
+    def __init__(
+        self, conn: ServerConnection, state: State, bound: Conversation | None
+    ) -> None:
         self.bound = bound
         self.buffer = RecordBuffer()
         self.handshaken = False
@@ -61,7 +65,11 @@ class ChatHubSession(Session):
 
     def _maybe_ping(self) -> None:
         """Bing pinged every few seconds on an idle or busy socket; clients echo it."""
-        if self.next_ping is not None and not self.silent and time.monotonic() >= self.next_ping:
+        if (
+            self.next_ping is not None
+            and not self.silent
+            and time.monotonic() >= self.next_ping
+        ):
             self.send(encode_record(rec.PING))
             self.next_ping = time.monotonic() + self.state.options.ping_interval
 
@@ -109,19 +117,23 @@ class ChatHubSession(Session):
         if record.get("target") != "chat":
             error = f"Unknown hub method '{record.get('target')}'"
             return self.send(encode_record(rec.completion(invocation_id, error)))
-        arguments = record.get("arguments")
-        argument = arguments[0] if isinstance(arguments, list) and arguments else None
-        if not isinstance(argument, dict):
-            argument = {}
-        message = argument.get("message") if isinstance(argument.get("message"), dict) else {}
+        argument = _first_argument(record)
+        message = argument.get("message")
+        if not isinstance(message, dict):
+            message = {}
         prompt = str(message.get("text", ""))
         ctx, plan, refusal = self._prepare(argument, message, invocation_id, prompt)
         steps = error_final(ctx, refusal) if refusal else turn_steps(plan, ctx, prompt)
         rng = random.Random(prompt)  # split points are reproducible per prompt
         self.play(steps, lambda step: self._send_step(step, plan.split, rng))
 
-    def _prepare(self, argument: dict[str, Any], message: dict[str, Any], invocation_id: Any,
-                 prompt: str) -> tuple[rec.TurnContext, Plan, str | None]:
+    def _prepare(
+        self,
+        argument: dict[str, Any],
+        message: dict[str, Any],
+        invocation_id: Any,
+        prompt: str,
+    ) -> tuple[TurnContext, Plan, str | None]:
         """The turn's context and plan, and the outcome that refuses it outright, if any."""
         registry, options = self.state.registry, self.state.options
         conversation = registry.get(argument.get("conversationId"), "chathub")
@@ -129,12 +141,16 @@ class ChatHubSession(Session):
         if "nosearchall" in (argument.get("optionsSets") or []):
             plan = replace(plan, search=False)
         turn = registry.count_turn(conversation) if conversation else 0
-        ctx = rec.TurnContext(
+        ctx = TurnContext(
             conversation_id=str(argument.get("conversationId", "")),
             client_id=conversation.client_id if conversation else "",
             invocation_id=invocation_id,
-            request_id=str(message.get("requestId") or argument.get("requestId") or rec.new_id()),
-            message=message, turn=turn, max_turns=options.max_turns,
+            request_id=str(
+                message.get("requestId") or argument.get("requestId") or new_id()
+            ),
+            message=message,
+            turn=turn,
+            max_turns=options.max_turns,
             started=datetime.now(timezone.utc),
         )
         if conversation is None:
@@ -149,10 +165,20 @@ class ChatHubSession(Session):
         """A token opens only its own conversation; a legacy socket needs the body signature."""
         if self.bound is not None:
             return self.bound is conversation
-        return conversation.legacy and argument.get("conversationSignature") == conversation.signature
+        return (
+            conversation.legacy
+            and argument.get("conversationSignature") == conversation.signature
+        )
 
     def _send_step(self, step: Send, split: bool, rng: random.Random) -> None:
         if split:
             self.send(*split_message(step.records, rng))
         else:
             self.send(encode_message(step.records))
+
+
+def _first_argument(record: dict[str, Any]) -> dict[str, Any]:
+    """`arguments[0]` of an invocation, or {} when the client sent something else."""
+    arguments = record.get("arguments")
+    first = arguments[0] if isinstance(arguments, list) and arguments else None
+    return first if isinstance(first, dict) else {}

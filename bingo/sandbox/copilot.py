@@ -4,6 +4,7 @@ Enforces the order a browser keeps (setOptions and reportLocalConsents before
 send), poses challenges and holds the `send` until they are answered, then
 hands the turn to the worker, which plays `copilot_script.py`.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,9 @@ from websockets.sync.server import ServerConnection
 from .challenge import METHODS, Challenge, accepts, make_challenge
 from .copilot_script import copilot_steps, error_event
 from .directives import COPILOT_TURN, Plan, parse_directives, plan_from
-from .steps import Send
 from .session import Session
 from .state import State
+from .steps import Send
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,16 @@ class CopilotSession(Session):
 
     def _on_send(self, event: dict[str, Any]) -> None:
         if not all(self.ready.values()):
-            return self._refuse()  # Windows-Copilot-API: send before setOptions -> invalid-event
+            return (
+                self._refuse()
+            )  # Windows-Copilot-API: send before setOptions -> invalid-event
         if self.challenge is not None:
             return  # issue #13: a send while a challenge is open gets silence
         conversation_id, prompt = event.get("conversationId"), _prompt(event)
-        if self.state.registry.get(conversation_id, "copilot") is None or prompt is None:
+        if (
+            self.state.registry.get(conversation_id, "copilot") is None
+            or prompt is None
+        ):
             return self._refuse()
         plan, self.held = self.held, None
         if plan is None:
@@ -119,5 +125,9 @@ def _prompt(event: dict[str, Any]) -> str | None:
     content = event.get("content")
     if not isinstance(content, list):
         return None
-    texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+    texts = [
+        p.get("text")
+        for p in content
+        if isinstance(p, dict) and p.get("type") == "text"
+    ]
     return texts[0] if texts and isinstance(texts[0], str) else None

@@ -3,18 +3,30 @@
 Pure, like `script.py` for ChatHub: events go out without their `id` counter,
 which the session adds as it sends them.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
 
-from .answer import CITATION, answer_for, prefixes, source_for, suggestions_for, title_for
+from .answer import (
+    CITATION,
+    answer_for,
+    prefixes,
+    source_for,
+    suggestions_for,
+    title_for,
+)
 from .directives import Plan
 from .registry import nanoid
 from .steps import Action, Do, Send, Step
 
 UNAVAILABLE = "Copilot is not available in your region."
-THOUGHTS = ("Reading the question.", "Looking for a source to cite.", "Writing the answer.")
+THOUGHTS = (
+    "Reading the question.",
+    "Looking for a source to cite.",
+    "Writing the answer.",
+)
 
 
 def error_event(code: str, message: str | None = None) -> dict[str, Any]:
@@ -25,24 +37,38 @@ def error_event(code: str, message: str | None = None) -> dict[str, Any]:
     return event
 
 
-def copilot_steps(plan: Plan, conversation_id: str, prompt: str, mode: str) -> list[Step]:
+def copilot_steps(
+    plan: Plan, conversation_id: str, prompt: str, mode: str
+) -> list[Step]:
     """Every event of one answered `send`, or the fault that replaces them."""
     if plan.outcome == "error-unavailable":
-        return [Send((error_event("chat-service-unavailable", UNAVAILABLE),), plan.slow_first)]
+        return [
+            Send(
+                (error_event("chat-service-unavailable", UNAVAILABLE),), plan.slow_first
+            )
+        ]
     if plan.outcome == "invalid-event":
         return [Send((error_event("invalid-event"),), plan.slow_first)]
     if plan.outcome == "silent" and plan.outcome_value is None:
         return [Do(Action.SILENCE, plan.slow_first)]
     answer_id = nanoid()
-    steps: list[Step] = [Send((_started("received", conversation_id, nanoid()),), plan.slow_first)]
-    if mode == "reasoning":  # Think Deeper: reasoning first, never part of the answer text
-        steps += [Send(({"event": "chainOfThought", "messageId": answer_id, "text": t},))
-                  for t in THOUGHTS]
+    steps: list[Step] = [
+        Send((_started("received", conversation_id, nanoid()),), plan.slow_first)
+    ]
+    if (
+        mode == "reasoning"
+    ):  # Think Deeper: reasoning first, never part of the answer text
+        steps += [
+            Send(({"event": "chainOfThought", "messageId": answer_id, "text": t},))
+            for t in THOUGHTS
+        ]
     steps.append(Send((_started("startMessage", conversation_id, answer_id),)))
     ending = _answer(plan, steps, prompt, answer_id)
     if ending is not None:
         return steps + [ending]
-    return steps + [Send((event,)) for event in _closing(conversation_id, prompt, answer_id)]
+    return steps + [
+        Send((event,)) for event in _closing(conversation_id, prompt, answer_id)
+    ]
 
 
 def _answer(plan: Plan, steps: list[Step], prompt: str, answer_id: str) -> Do | None:
@@ -52,18 +78,35 @@ def _answer(plan: Plan, steps: list[Step], prompt: str, answer_id: str) -> Do | 
     for index, text in enumerate(texts):
         if plan.outcome == "drop" and index == max(1, len(texts) // 2):
             return Do(Action.DROP, plan.delay)
-        delta = {"event": "appendText", "messageId": answer_id, "partId": part_id,
-                 "text": text[len(sent):]}
+        delta = {
+            "event": "appendText",
+            "messageId": answer_id,
+            "partId": part_id,
+            "text": text[len(sent) :],
+        }
         steps.append(Send((delta,), plan.delay))
         sent = text
         if not cited and CITATION in sent:
             cited = True
             source = source_for(prompt)
-            steps.append(Send(({"event": "citation", "messageId": answer_id, "url": source.url,
-                                "title": source.title, "iconUrl": "https://example.com/favicon.ico"},)))
+            steps.append(
+                Send(
+                    (
+                        {
+                            "event": "citation",
+                            "messageId": answer_id,
+                            "url": source.url,
+                            "title": source.title,
+                            "iconUrl": "https://example.com/favicon.ico",
+                        },
+                    )
+                )
+            )
         if plan.outcome == "silent":  # silent=after-text
             return Do(Action.SILENCE)
-    steps.append(Send(({"event": "partCompleted", "messageId": answer_id, "partId": part_id},)))
+    steps.append(
+        Send(({"event": "partCompleted", "messageId": answer_id, "partId": part_id},))
+    )
     return None
 
 
@@ -71,12 +114,28 @@ def _closing(conversation_id: str, prompt: str, answer_id: str) -> list[dict[str
     """`done`, then the title and follow-ups, which Copilot sends *after* done."""
     return [
         {"event": "done", "messageId": answer_id},
-        {"event": "titleUpdate", "conversationId": conversation_id, "title": title_for(prompt)},
-        {"event": "suggestedFollowups", "messageId": answer_id, "suggestions": suggestions_for(prompt)},
+        {
+            "event": "titleUpdate",
+            "conversationId": conversation_id,
+            "title": title_for(prompt),
+        },
+        {
+            "event": "suggestedFollowups",
+            "messageId": answer_id,
+            "suggestions": suggestions_for(prompt),
+        },
     ]
 
 
 def _started(kind: str, conversation_id: str, message_id: str) -> dict[str, Any]:
-    created = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"event": kind, "conversationId": conversation_id, "messageId": message_id,
-            "createdAt": created}
+    created = (
+        datetime.now(timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+    return {
+        "event": kind,
+        "conversationId": conversation_id,
+        "messageId": message_id,
+        "createdAt": created,
+    }

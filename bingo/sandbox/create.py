@@ -3,6 +3,7 @@
 Each function returns a Reply (status, body, headers) and knows nothing about
 sockets; `rest.py` writes it out. Shapes follow section 1.4/1.5 and 6.2 of the notes.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,9 @@ JSON = "application/json; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 LOGIN_FIRST = "Sorry, you need to login first to access this service."
 NOT_ALLOWED = "Sorry, you are not allowed to access this service."
-_ERROR_PAGE = "<!DOCTYPE html><html><head><title>Bing</title></head><body>%s</body></html>"
+_ERROR_PAGE = (
+    "<!DOCTYPE html><html><head><title>Bing</title></head><body>%s</body></html>"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,9 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def json_reply(payload: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+def json_reply(
+    payload: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
+) -> Reply:
     return Reply(status, json.dumps(payload).encode("utf-8"), JSON, headers)
 
 
@@ -45,12 +50,17 @@ def chathub_create(state: State, cookie: str) -> Reply:
     if common is not None:
         return common
     if fault == "create-unauthorized" or not _has_cookie(state, cookie):
-        return json_reply({"result": {"value": "UnauthorizedRequest", "message": LOGIN_FIRST}})
+        return json_reply(
+            {"result": {"value": "UnauthorizedRequest", "message": LOGIN_FIRST}}
+        )
     if fault == "create-forbidden":
         return json_reply({"result": {"value": "Forbidden", "message": NOT_ALLOWED}})
     legacy = fault == "create-legacy"
     conversation = state.registry.issue_chathub(legacy=legacy)
-    body: dict[str, Any] = {"conversationId": conversation.id, "clientId": conversation.client_id}
+    body: dict[str, Any] = {
+        "conversationId": conversation.id,
+        "clientId": conversation.client_id,
+    }
     if legacy:  # before Oct 2023 the signature was in the body and nowhere else
         body["conversationSignature"] = conversation.signature
         return json_reply({**body, "result": {"value": "Success", "message": None}})
@@ -58,7 +68,9 @@ def chathub_create(state: State, cookie: str) -> Reply:
         ("X-Sydney-Conversationsignature", conversation.signature),
         ("X-Sydney-Encryptedconversationsignature", conversation.encrypted),
     )
-    return json_reply({**body, "result": {"value": "Success", "message": None}}, headers=headers)
+    return json_reply(
+        {**body, "result": {"value": "Success", "message": None}}, headers=headers
+    )
 
 
 def copilot_create(state: State, cookie: str, *, start: bool) -> Reply:
@@ -73,15 +85,23 @@ def copilot_create(state: State, cookie: str, *, start: bool) -> Reply:
     conversation = state.registry.issue_copilot()
     if not start:
         return json_reply({"id": conversation.id})
-    return json_reply({
-        "currentConversationId": conversation.id, "userId": "sandbox-user", "isNewUser": False,
-        "isBlocked": False, "remainingTurns": state.options.max_turns, "features": [],
-    })
+    return json_reply(
+        {
+            "currentConversationId": conversation.id,
+            "userId": "sandbox-user",
+            "isNewUser": False,
+            "isBlocked": False,
+            "remainingTurns": state.options.max_turns,
+            "features": [],
+        }
+    )
 
 
 def copilot_user() -> Reply:
     """GET /c/api/user: enough for a client that checks it is signed in."""
-    return json_reply({"firstName": "Sandbox", "isBlocked": False, "remainingUsage": {"chat": 100}})
+    return json_reply(
+        {"firstName": "Sandbox", "isBlocked": False, "remainingUsage": {"chat": 100}}
+    )
 
 
 def _take(state: State, accepted: frozenset[str]) -> str | None:
@@ -104,7 +124,9 @@ def _common_fault(fault: str | None) -> Reply | None:
     if fault == "create-empty":  # the web UI's "network settings are preventing access"
         return Reply(200, b"", JSON)
     if fault == "create-nonjson":
-        return page(200, "Sorry, looks like your network settings are preventing access.")
+        return page(
+            200, "Sorry, looks like your network settings are preventing access."
+        )
     return None
 
 

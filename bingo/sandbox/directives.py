@@ -3,12 +3,14 @@
 This module owns the vocabulary (which names exist, which stage takes them, how
 their values parse). It is pure: no sockets, no clocks, no shared state.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +20,26 @@ DEFAULT_UPDATES = 10
 
 # Stage "create": consumed by the next conversation create (either protocol).
 CHATHUB_CREATE = frozenset(
-    {"create-500", "create-404", "create-empty", "create-nonjson", "create-unauthorized",
-     "create-forbidden", "create-slow", "create-legacy"}
+    {
+        "create-500",
+        "create-404",
+        "create-empty",
+        "create-nonjson",
+        "create-unauthorized",
+        "create-forbidden",
+        "create-slow",
+        "create-legacy",
+    }
 )
 COPILOT_CREATE = frozenset(
-    {"create-500", "create-404", "create-401", "create-empty", "create-nonjson", "create-slow"}
+    {
+        "create-500",
+        "create-404",
+        "create-401",
+        "create-empty",
+        "create-nonjson",
+        "create-slow",
+    }
 )
 # Stage "upgrade": consumed by the next websocket upgrade (either protocol).
 UPGRADE = frozenset({"ws-403", "ws-200", "ws-500"})
@@ -31,19 +48,54 @@ HANDSHAKE = frozenset({"no-handshake-ack"})
 
 # Stage "turn": modifiers shape a turn, an outcome decides how it ends.
 MODIFIERS = frozenset(
-    {"chars", "updates", "delay", "slow-first", "no-search", "unicode", "split", "final-only",
-     "trailing-space", "render-card-last"}
+    {
+        "chars",
+        "updates",
+        "delay",
+        "slow-first",
+        "no-search",
+        "unicode",
+        "split",
+        "final-only",
+        "trailing-space",
+        "render-card-last",
+    }
 )
 CHATHUB_OUTCOMES = frozenset(
-    {"throttled", "captcha", "unauthorized", "forbidden", "invalid-session", "invalid-request",
-     "apology", "disengaged", "turn-limit", "drop", "type7", "garbage", "silent"}
+    {
+        "throttled",
+        "captcha",
+        "unauthorized",
+        "forbidden",
+        "invalid-session",
+        "invalid-request",
+        "apology",
+        "disengaged",
+        "turn-limit",
+        "drop",
+        "type7",
+        "garbage",
+        "silent",
+    }
 )
 COPILOT_OUTCOMES = frozenset(
-    {"challenge", "hashcash", "cloudflare", "error-unavailable", "invalid-event", "silent", "drop"}
+    {
+        "challenge",
+        "hashcash",
+        "cloudflare",
+        "error-unavailable",
+        "invalid-event",
+        "silent",
+        "drop",
+    }
 )
 CHATHUB_TURN = MODIFIERS | CHATHUB_OUTCOMES
-COPILOT_TURN = frozenset({"chars", "updates", "delay", "slow-first", "unicode"}) | COPILOT_OUTCOMES
-KNOWN = CHATHUB_CREATE | COPILOT_CREATE | UPGRADE | HANDSHAKE | CHATHUB_TURN | COPILOT_TURN
+COPILOT_TURN = (
+    frozenset({"chars", "updates", "delay", "slow-first", "unicode"}) | COPILOT_OUTCOMES
+)
+KNOWN = (
+    CHATHUB_CREATE | COPILOT_CREATE | UPGRADE | HANDSHAKE | CHATHUB_TURN | COPILOT_TURN
+)
 
 # name -> (type, lowest, highest); bounded so a typo cannot wedge a test run.
 _NUMBERS: dict[str, tuple[type, float, float]] = {
@@ -71,7 +123,9 @@ class Plan:
     split: bool = False  # every record is cut across 2-3 websocket messages
     final_only: bool = False  # no answer updates; the text is only in the final
     trailing_space: bool = False  # streamed text ends with "  \n", the final's does not
-    render_card_last: bool = False  # a RenderCardRequest follows the answer in the final
+    render_card_last: bool = (
+        False  # a RenderCardRequest follows the answer in the final
+    )
     outcome: str | None = None  # a fault that changes how the turn ends
     outcome_value: str | None = None  # e.g. "after-text" for silent
 
@@ -130,9 +184,7 @@ def plan_from(
 
 
 def _modify(plan: Plan, name: str, value: str | None) -> Plan:
-    if name in _NUMBERS:
-        kind = _NUMBERS[name][0]
-        return replace(plan, **{name.replace("-", "_"): kind(value or "")})
     if name == "no-search":
         return replace(plan, search=False)
-    return replace(plan, **{name.replace("-", "_"): True})
+    new: Any = _NUMBERS[name][0](value or "") if name in _NUMBERS else True
+    return replace(plan, **{name.replace("-", "_"): new})

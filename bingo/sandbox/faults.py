@@ -3,6 +3,7 @@
 A queued fault waits for the next stage that can take it (a create, an upgrade, a
 handshake or a turn); each stage takes at most one, first in first out.
 """
+
 from __future__ import annotations
 
 import threading
@@ -39,4 +40,7 @@ class FaultQueue:
     def pending(self) -> list[str]:
         """The queued faults as specs, oldest first (for /sandbox/stats)."""
         with self._lock:
-            return [name if value is None else f"{name}={value}" for name, value in self._items]
+            return [
+                name if value is None else f"{name}={value}"
+                for name, value in self._items
+            ]

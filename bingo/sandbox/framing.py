@@ -3,8 +3,10 @@
 Outgoing records may be batched into one websocket message or cut across several;
 incoming text is buffered until RS because clients may split records too.
 """
+
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Mapping, Sequence
@@ -43,7 +45,7 @@ def split_message(records: Sequence[Record], rng: random.Random) -> list[str]:
         text += encoded
         start += len(encoded)
     bounds = [0, *sorted(cuts), len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:]) if a < b]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if a < b]
 
 
 class RecordBuffer:

@@ -3,6 +3,7 @@
 The real services only honour ids and tokens they minted, so the sandbox keeps
 them too; a client that invents, mangles or mixes them up gets refused.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,9 @@ class Conversation:
     """One issued conversation; `turns` counts the user messages it has received."""
 
     id: str
-    protocol: str = "chathub"  # or "copilot": an id only works on the side that issued it
+    protocol: str = (
+        "chathub"  # or "copilot": an id only works on the side that issued it
+    )
     client_id: str = ""
     signature: str = ""  # X-Sydney-Conversationsignature (or the legacy body field)
     encrypted: str = ""  # X-Sydney-Encryptedconversationsignature, the ws token
@@ -76,7 +79,11 @@ class Registry:
     def get(self, conversation_id: object, protocol: str) -> Conversation | None:
         """The conversation with this id, if this sandbox issued it for `protocol`."""
         with self._lock:
-            found = self._by_id.get(conversation_id) if isinstance(conversation_id, str) else None
+            found = (
+                self._by_id.get(conversation_id)
+                if isinstance(conversation_id, str)
+                else None
+            )
         return found if found is not None and found.protocol == protocol else None
 
     def by_token(self, token: str) -> Conversation | None:

@@ -3,6 +3,7 @@
 One request per connection (we answer `Connection: close`). Every request except
 the /sandbox/* control endpoints is recorded for `Sandbox.requests`.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,11 +47,20 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
-        self.route_path, self.query = parts.path, dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.route_path, self.query = (
+            parts.path,
+            dict(parse_qsl(parts.query, keep_blank_values=True)),
+        )
         self.body = self._read_body()
         if not self.route_path.startswith(CONTROL_PREFIX):
-            self.state.record_request({"method": self.command, "path": self.route_path,
-                                       "query": self.query, "headers": dict(self.headers.items())})
+            self.state.record_request(
+                {
+                    "method": self.command,
+                    "path": self.route_path,
+                    "query": self.query,
+                    "headers": dict(self.headers.items()),
+                }
+            )
         methods = _ROUTES.get(self.route_path, {})
         route = methods.get(self.command)
         if route is not None:
@@ -80,7 +90,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def cookie(self) -> str:
         return self.headers.get("Cookie", "")
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: object) -> None:  # stdlib's signature
         log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -110,10 +120,18 @@ def _clear_faults(handler: SandboxHandler) -> Reply:
 
 
 _ROUTES: dict[str, dict[str, Route]] = {
-    "/turing/conversation/create": {"GET": lambda h: create.chathub_create(h.state, h.cookie)},
-    "/edgesvc/turing/conversation/create": {"GET": lambda h: create.chathub_create(h.state, h.cookie)},
-    "/c/api/conversations": {"POST": lambda h: create.copilot_create(h.state, h.cookie, start=False)},
-    "/c/api/start": {"POST": lambda h: create.copilot_create(h.state, h.cookie, start=True)},
+    "/turing/conversation/create": {
+        "GET": lambda h: create.chathub_create(h.state, h.cookie)
+    },
+    "/edgesvc/turing/conversation/create": {
+        "GET": lambda h: create.chathub_create(h.state, h.cookie)
+    },
+    "/c/api/conversations": {
+        "POST": lambda h: create.copilot_create(h.state, h.cookie, start=False)
+    },
+    "/c/api/start": {
+        "POST": lambda h: create.copilot_create(h.state, h.cookie, start=True)
+    },
     "/c/api/user": {"GET": lambda h: create.copilot_user()},
     "/sandbox/faults": {"POST": _queue_faults, "DELETE": _clear_faults},
     "/sandbox/stats": {"GET": lambda h: json_reply(h.state.stats())},

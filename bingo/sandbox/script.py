@@ -3,28 +3,51 @@
 Pure: a Plan and the invocation go in, a list of steps comes out; the session
 plays them over the socket. Keeping this apart from I/O keeps every fault readable.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import messages as msg
 from . import records as rec
-from .answer import Source, answer_for, prefixes, search_query_for, source_for, suggestions_for
+from .answer import (
+    Source,
+    answer_for,
+    prefixes,
+    search_query_for,
+    source_for,
+    suggestions_for,
+)
 from .directives import Plan
 from .framing import Record
-from .records import TurnContext
+from .messages import TurnContext
 from .steps import Action, Do, Send, Step
 
-APOLOGY = "My mistake, I can't give a response to that right now. Let's try a different topic."
+APOLOGY = (
+    "My mistake, I can't give a response to that right now. "
+    "Let's try a different topic."
+)
 DISENGAGED = "It might be time to move onto a new topic. Let's start over."
-TURN_LIMIT = ('Sorry, this conversation has reached its limit. Use the "broom" button '
-              "to sweep this away and chat more.")
+TURN_LIMIT = (
+    'Sorry, this conversation has reached its limit. Use the "broom" button '
+    "to sweep this away and chat more."
+)
 GARBAGE = "<html><body>502 Bad Gateway</body></html>"
-_ERRORS = {  # outcome -> (result.value, result.message, result.error: True = same as message)
+# outcome -> (result.value, result.message, whether result.error repeats the message)
+_ERRORS = {
     "throttled": ("Throttled", "Request is throttled.", True),
     "captcha": ("CaptchaChallenge", "User needs to solve CAPTCHA to continue.", True),
-    "unauthorized": ("UnauthorizedRequest", "Sorry, you need to login first to access this service.", True),
-    "forbidden": ("Forbidden", "Sorry, you are not allowed to access this service.", True),
+    "unauthorized": (
+        "UnauthorizedRequest",
+        "Sorry, you need to login first to access this service.",
+        True,
+    ),
+    "forbidden": (
+        "Forbidden",
+        "Sorry, you are not allowed to access this service.",
+        True,
+    ),
 }
 _CUT_SHORT = frozenset({"apology", "disengaged", "drop", "type7"})
 
@@ -32,11 +55,14 @@ _CUT_SHORT = frozenset({"apology", "disengaged", "drop", "type7"})
 def error_final(ctx: TurnContext, outcome: str, pause: float = 0.0) -> list[Step]:
     """An error type 2 with no messages, then type 3, in one message (beehive capture)."""
     if outcome == "invalid-session":
-        message = (f"Conversation '{ctx.conversation_id}' doesn't exist or has expired. "
-                   "Conversations expire after 06:00:00.")
+        message = (
+            f"Conversation '{ctx.conversation_id}' doesn't exist or has expired. "
+            "Conversations expire after 06:00:00."
+        )
         final = rec.error_final(ctx, "InvalidSession", message, None)
     elif outcome == "invalid-request":
-        message = f"Conversation '{ctx.conversation_id}' with {2 * ctx.turn} messages already exists."
+        count = 2 * ctx.turn
+        message = f"Conversation '{ctx.conversation_id}' with {count} messages already exists."
         final = rec.error_final(ctx, "InvalidRequest", message, "InvalidRequest")
     else:
         value, message, same = _ERRORS[outcome]
@@ -54,27 +80,42 @@ def turn_steps(plan: Plan, ctx: TurnContext, prompt: str) -> list[Step]:
     steps: list[Step] = [Send((rec.throttling_update(ctx),), plan.slow_first)]
     source, shown = source_for(prompt), []
     if outcome == "turn-limit":
-        limit = rec.answer(ctx, rec.new_id(), TURN_LIMIT, source, contentOrigin="TurnLimiter")
-        return steps + [Send((rec.update(ctx, limit),)), _final(ctx, [limit], TURN_LIMIT)]
+        limit = msg.answer(
+            ctx, msg.new_id(), TURN_LIMIT, source, contentOrigin="TurnLimiter"
+        )
+        return steps + [
+            Send((rec.update(ctx, limit),)),
+            _final(ctx, [limit], TURN_LIMIT),
+        ]
     if plan.search:
-        shown = rec.search_messages(ctx, search_query_for(prompt), source)
+        shown = msg.search_messages(ctx, search_query_for(prompt), source)
         steps += [Send((rec.update(ctx, message),)) for message in shown]
     return steps + list(_answer_steps(plan, ctx, prompt, source, shown))
 
 
-def _answer_steps(plan: Plan, ctx: TurnContext, prompt: str, source: Source,
-                  shown: list[dict[str, Any]]) -> Iterator[Step]:
+def _answer_steps(
+    plan: Plan,
+    ctx: TurnContext,
+    prompt: str,
+    source: Source,
+    shown: list[dict[str, Any]],
+) -> Iterator[Step]:
     text = answer_for(prompt, plan.chars, unicode=plan.unicode)
-    message_id = rec.new_id()
+    message_id = msg.new_id()
     texts = [] if plan.final_only else prefixes(text, plan.updates)
     if texts and plan.trailing_space:
-        texts[-1] += "  \n"  # Bing streamed a trailing "  \n" its final text did not have
+        texts[-1] += (
+            "  \n"  # Bing streamed a trailing "  \n" its final text did not have
+        )
     if plan.outcome in _CUT_SHORT:
         texts = texts[: max(1, len(texts) // 2)]
     updates: list[Record] = [
-        rec.update(ctx, rec.answer(ctx, message_id, t, source, offense="Unknown")) for t in texts
+        rec.update(ctx, msg.answer(ctx, message_id, t, source, offense="Unknown"))
+        for t in texts
     ]
-    if plan.outcome == "garbage":  # the stream carries on, for clients that skip bad records
+    if (
+        plan.outcome == "garbage"
+    ):  # the stream carries on, for clients that skip bad records
         updates.insert(max(1, len(updates) // 2), GARBAGE)
     if plan.outcome == "silent":  # silent=after-text
         yield from _batched(updates[:1], plan.delay)
@@ -84,8 +125,16 @@ def _answer_steps(plan: Plan, ctx: TurnContext, prompt: str, source: Source,
     yield from _ending(plan, ctx, prompt, source, shown, message_id, texts, text)
 
 
-def _ending(plan: Plan, ctx: TurnContext, prompt: str, source: Source,
-            shown: list[dict[str, Any]], message_id: str, texts: list[str], text: str) -> Iterator[Step]:
+def _ending(
+    plan: Plan,
+    ctx: TurnContext,
+    prompt: str,
+    source: Source,
+    shown: list[dict[str, Any]],
+    message_id: str,
+    texts: list[str],
+    text: str,
+) -> Iterator[Step]:
     outcome, partial = plan.outcome, (texts[-1] if texts else "")
     if outcome == "drop":
         yield Do(Action.DROP, plan.delay)
@@ -93,18 +142,22 @@ def _ending(plan: Plan, ctx: TurnContext, prompt: str, source: Source,
         yield Send((rec.hub_close("Connection closed with an error."),), plan.delay)
         yield Do(Action.CLOSE)
     elif outcome == "apology":
-        sorry = rec.answer(ctx, message_id, APOLOGY, source, contentOrigin="Apology")
+        sorry = msg.answer(ctx, message_id, APOLOGY, source, contentOrigin="Apology")
         yield Send((rec.update(ctx, sorry),), plan.delay)
         yield _final(ctx, [*shown, sorry], APOLOGY)
     elif outcome == "disengaged":
-        cut = rec.answer(ctx, message_id, partial, source)
-        bye = rec.progress(ctx, "Disengaged", DISENGAGED)
+        cut = msg.answer(ctx, message_id, partial, source)
+        bye = msg.progress(ctx, "Disengaged", DISENGAGED)
         yield Send((rec.update(ctx, bye),), plan.delay)
         yield _final(ctx, [*shown, cut, bye], DISENGAGED)
     else:
-        done = rec.answer(ctx, message_id, text, source, suggestions=suggestions_for(prompt))
-        extra = [rec.progress(ctx, "RenderCardRequest", search_query_for(prompt))]
-        yield _final(ctx, [*shown, done, *(extra if plan.render_card_last else [])], text)
+        done = msg.answer(
+            ctx, message_id, text, source, suggestions=suggestions_for(prompt)
+        )
+        extra = [msg.progress(ctx, "RenderCardRequest", search_query_for(prompt))]
+        yield _final(
+            ctx, [*shown, done, *(extra if plan.render_card_last else [])], text
+        )
 
 
 def _final(ctx: TurnContext, messages: Sequence[dict[str, Any]], text: str) -> Send:

@@ -4,15 +4,18 @@ The accept loop peeks at each request line: websocket paths go to websockets
 (`upgrade.py`), everything else to the stdlib HTTP handler (`rest.py`). This module
 owns the listener, the threads and the public API; not the protocols.
 """
+
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from .rest import handler_for
@@ -31,8 +34,15 @@ STOP_SECONDS = 5.0  # stop() gives threads this long, in all, to finish
 class Sandbox:
     """A faithful local upstream for the gateway's ChatHub and Copilot clients."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, ping_interval: float = 10.0,
-                 *, require_cookie: str | None = None, max_turns: int = 30) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ping_interval: float = 10.0,
+        *,
+        require_cookie: str | None = None,
+        max_turns: int = 30,
+    ) -> None:
         _check_loopback(host)
         self.host, self.port = host, port
         self._state = State(Options(ping_interval, max_turns, require_cookie))
@@ -48,7 +58,9 @@ class Sandbox:
         if self._listener is not None:
             raise RuntimeError("sandbox already started")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._listener = socket.create_server((self.host, self.port), family=family, backlog=128)
+        self._listener = socket.create_server(
+            (self.host, self.port), family=family, backlog=128
+        )
         self._listener.settimeout(ACCEPT_SLICE)
         self.port = self._listener.getsockname()[1]
         self._spawn(self._accept_loop, "sandbox-accept")
@@ -61,7 +73,10 @@ class Sandbox:
         if self._listener is not None:
             _shutdown(self._listener)  # wakes accept() at once on Linux
             self._listener.close()
-        aborts = [threading.Thread(target=s.abort, daemon=True) for s in self._state.sessions()]
+        aborts = [
+            threading.Thread(target=s.abort, daemon=True)
+            for s in self._state.sessions()
+        ]
         for thread in aborts:
             thread.start()
         deadline = time.monotonic() + STOP_SECONDS
@@ -77,8 +92,12 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self if self._listener is not None else self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # Addresses
@@ -94,7 +113,7 @@ class Sandbox:
 
     @property
     def chathub_url(self) -> str:
-        return "ws" + self.base_url[len("http"):] + CHATHUB_PATH
+        return "ws" + self.base_url[len("http") :] + CHATHUB_PATH
 
     @property
     def copilot_url(self) -> str:
@@ -148,7 +167,7 @@ class Sandbox:
             except OSError:
                 return  # the listener was closed by stop()
             sock.settimeout(None)
-            self._spawn(lambda: self._serve(sock, address), "sandbox-conn")
+            self._spawn(functools.partial(self._serve, sock, address), "sandbox-conn")
 
     def _serve(self, sock: socket.socket, address: Any) -> None:
         with self._lock:
@@ -160,7 +179,8 @@ class Sandbox:
             if _is_websocket(line):
                 serve_websocket(sock, self._state)
             else:
-                handler_for(self._state)(sock, address, self)
+                # The stdlib handler wants its server only to store it; ours is unused.
+                handler_for(self._state)(sock, address, cast(Any, self))
         except Exception:
             log.exception("sandbox connection failed")
         finally:
@@ -169,7 +189,7 @@ class Sandbox:
             _shutdown(sock)
             sock.close()
 
-    def _spawn(self, target: Any, name: str) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         def run() -> None:
             try:
                 target()
@@ -207,7 +227,11 @@ def _peek_request_line(sock: socket.socket, stopping: threading.Event) -> str | 
 
 def _is_websocket(request_line: str) -> bool:
     parts = request_line.split()
-    return len(parts) >= 2 and parts[0] == "GET" and urlsplit(parts[1]).path in WEBSOCKET_PATHS
+    return (
+        len(parts) >= 2
+        and parts[0] == "GET"
+        and urlsplit(parts[1]).path in WEBSOCKET_PATHS
+    )
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -4,6 +4,7 @@ A session owns one accepted websocket: a reader loop in the connection's thread,
 one worker thread that plays turns (so pings and closes are noticed mid-turn),
 and the ways a turn may end the connection (close, abort, drop, silence).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,13 +32,21 @@ class Session:
     def __init__(self, conn: ServerConnection, state: State) -> None:
         self.conn = conn
         self.state = state
-        self.closed = threading.Event()  # set when the connection is over, for any reason
+        self.closed = (
+            threading.Event()
+        )  # set when the connection is over, for any reason
         self.closed_by_server = False  # a fault or stop() closed it, not the client
         self.silent = False  # a fault asked for total silence
-        self.send_lock = threading.RLock()  # keeps split records and pings from interleaving
+        self.send_lock = (
+            threading.RLock()
+        )  # keeps split records and pings from interleaving
         self.recording = state.open_session(self)
-        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(MAX_QUEUED_TURNS)
-        self._worker = threading.Thread(target=self._work, daemon=True, name="sandbox-turn")
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(
+            MAX_QUEUED_TURNS
+        )
+        self._worker = threading.Thread(
+            target=self._work, daemon=True, name="sandbox-turn"
+        )
         self._worker.start()
 
     def serve(self) -> None:
@@ -71,7 +80,11 @@ class Session:
             message = self.conn.recv(timeout)
         except TimeoutError:
             return None
-        return message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        return (
+            message.decode("utf-8", "replace")
+            if isinstance(message, bytes)
+            else message
+        )
 
     def send(self, *messages: str) -> None:
         """Send messages back to back; raises ConnectionClosed once the socket is gone."""
@@ -105,7 +118,9 @@ class Session:
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
-            log.warning("sandbox session dropped a turn: %d already queued", MAX_QUEUED_TURNS)
+            log.warning(
+                "sandbox session dropped a turn: %d already queued", MAX_QUEUED_TURNS
+            )
 
     def _work(self) -> None:
         while not self.closed.is_set():

@@ -3,6 +3,7 @@
 One State per Sandbox, never module-global, so several sandboxes can run in one
 test process without seeing each other's conversations or faults.
 """
+
 from __future__ import annotations
 
 import threading

@@ -2,6 +2,7 @@
 
 A script is a plain list of steps, built without I/O; `Session.play` performs it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

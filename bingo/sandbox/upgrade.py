@@ -3,6 +3,7 @@
 It checks the path and credentials (ChatHub's `sec_access_token`, Copilot's
 `clientSessionId`), applies queued upgrade faults, and starts the session.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,30 +29,42 @@ WEBSOCKET_PATHS = frozenset({CHATHUB_PATH, COPILOT_PATH})
 HANDSHAKE_SECONDS = 10.0
 CLOSE_SECONDS = 1.0  # bounds stop(): a client that ignores our close frame is cut
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-_BLOCKED_PAGE = "<!DOCTYPE html><html><body><h1>Bing</h1><p>Sorry, something went wrong.</p></body></html>"
+_BLOCKED_PAGE = (
+    "<!DOCTYPE html><html><body><p>Sorry, something went wrong.</p></body></html>"
+)
 
 
 def serve_websocket(sock: socket.socket, state: State) -> None:
     """Run the opening handshake on an untouched socket, then the session, until closed."""
     protocol = ServerProtocol(max_size=MAX_MESSAGE_BYTES, logger=log)
     # ServerConnection only reads `server.socket_closed`, which State provides.
-    conn = ServerConnection(sock, protocol, cast(Any, state), ping_interval=None,
-                            close_timeout=CLOSE_SECONDS)
+    conn = ServerConnection(
+        sock,
+        protocol,
+        cast(Any, state),
+        ping_interval=None,
+        close_timeout=CLOSE_SECONDS,
+    )
     sessions: list[Session] = []
     try:
-        conn.handshake(lambda c, request: _admit(c, request, state),
-                       lambda c, request, response: _open(c, response, state, sessions),
-                       timeout=HANDSHAKE_SECONDS)
+        conn.handshake(
+            lambda c, request: _admit(c, request, state),
+            lambda c, request, response: _open(c, response, state, sessions),
+            timeout=HANDSHAKE_SECONDS,
+        )
     except Exception as exc:
         log.debug("websocket handshake failed: %s", exc)
     if sessions:
-        sessions[0].run()  # ends at once, and is accounted for, if the 101 never went out
+        sessions[
+            0
+        ].run()  # ends at once, and is accounted for, if the 101 never went out
     else:
         conn.close_socket()
 
 
-def _open(conn: ServerConnection, response: Response, state: State,
-          sessions: list[Session]) -> None:
+def _open(
+    conn: ServerConnection, response: Response, state: State, sessions: list[Session]
+) -> None:
     """websockets' process_response hook: create the session before the 101 goes out,
     so a client that has its 101 already sees itself in `stats()["open"]`."""
     if response.status_code != 101 or conn.request is None:
@@ -59,7 +72,11 @@ def _open(conn: ServerConnection, response: Response, state: State,
     path, query = _split(conn.request.path)
     if path == CHATHUB_PATH:
         token = query.get("sec_access_token")
-        sessions.append(ChatHubSession(conn, state, state.registry.by_token(token) if token else None))
+        sessions.append(
+            ChatHubSession(
+                conn, state, state.registry.by_token(token) if token else None
+            )
+        )
     else:
         sessions.append(CopilotSession(conn, state))
 
@@ -67,7 +84,9 @@ def _open(conn: ServerConnection, response: Response, state: State,
 def _admit(conn: ServerConnection, request: Request, state: State) -> Response | None:
     """websockets' process_request hook: None accepts, a Response refuses."""
     path, query = _split(request.path)
-    state.record_upgrade({"path": path, "query": query, "headers": dict(request.headers.raw_items())})
+    state.record_upgrade(
+        {"path": path, "query": query, "headers": dict(request.headers.raw_items())}
+    )
     fault = state.faults.take(UPGRADE)
     if fault:
         return _refuse(conn, fault[0])
@@ -81,7 +100,9 @@ def _admit(conn: ServerConnection, request: Request, state: State) -> Response |
             return conn.respond(403, "Forbidden\n")
         return None
     if path == COPILOT_PATH:  # 2025-26 clients always send it; its absence is refused
-        return None if query.get("clientSessionId") else conn.respond(403, "Forbidden\n")
+        return (
+            None if query.get("clientSessionId") else conn.respond(403, "Forbidden\n")
+        )
     return conn.respond(404, "Not Found\n")
 
 
