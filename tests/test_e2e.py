@@ -1,0 +1,252 @@
+"""End to end: the Procfile's gunicorn command on loopback, driven by real clients.
+
+The `openai` Python package, curl, the `openai` npm package and raw sockets talk to
+gunicorn, which talks to the local upstream; nothing is mocked.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.helpers import content_of, expected_content, free_port, read_sse, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "sk-e2e-SECRET-KEY-0123456789"
+COOKIE = "_U=E2E-SECRET-COOKIE-abcdef; MUID=E2E-MUID-SECRET"
+
+
+def procfile_command() -> list[str]:
+    line = (ROOT / "Procfile").read_text().strip()
+    assert line.startswith("web: ")
+    return shlex.split(line[len("web: "):])
+
+
+class Gateway:
+    """The Procfile command running against the sandbox, with its log captured."""
+
+    def __init__(self, sandbox, log_path: Path, extra_args: str = "", **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        environment = {
+            **os.environ,
+            "PORT": str(self.port),
+            # Same command as the Procfile; only the bind narrows to loopback for tests.
+            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {extra_args}".strip(),
+            "BING_COOKIE": COOKIE,
+            "BINGO_API_KEYS": API_KEY,
+            "BINGO_CREATE_URL": sandbox.create_url,
+            "BINGO_CHATHUB_URL": sandbox.chathub_url,
+            "BINGO_COPILOT_URL": sandbox.copilot_url,
+            "BINGO_KEEPALIVE_SECONDS": "1",
+            "BINGO_IDLE_TIMEOUT": "5",
+            "BINGO_CONNECT_TIMEOUT": "5",
+            **env,
+        }
+        self._log = open(log_path, "wb")
+        command = procfile_command()
+        command[0] = str(Path(sys.executable).with_name(command[0]))
+        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def gateway(sandbox_server, tmp_path_factory):
+    gw = Gateway(sandbox_server, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    yield gw
+    gw.stop()
+    log = gw.log()
+    assert API_KEY not in log and "E2E-SECRET-COOKIE" not in log and "E2E-MUID-SECRET" not in log
+
+
+@pytest.fixture()
+def sdk(gateway, sandbox):
+    return openai.OpenAI(base_url=f"{gateway.base}/v1", api_key=API_KEY, max_retries=0, timeout=30)
+
+
+def test_openai_python_one_shot(sdk):
+    reply = sdk.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "Hello"}])
+    assert reply.object == "chat.completion" and reply.model == "Creative"
+    assert reply.choices[0].message.content == expected_content("Hello")
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_openai_python_stream_matches_one_shot(sdk):
+    messages = [{"role": "user", "content": "Stream me [sandbox:unicode]"}]
+    one_shot = sdk.chat.completions.create(model="Balanced", messages=messages).choices[0].message.content
+    chunks = list(sdk.chat.completions.create(model="Balanced", messages=messages, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == one_shot
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
+
+
+def test_openai_python_legacy_completions(sdk):
+    reply = sdk.completions.create(model="Precise", prompt="Hello")
+    assert reply.object == "text_completion"
+    assert reply.choices[0].text.startswith("Echo: Hello")
+
+
+def test_openai_python_lists_models(sdk):
+    assert [m.id for m in sdk.models.list()][:4] == ["Creative", "Balanced", "Precise", "gpt-4"]
+    assert sdk.models.retrieve("Precise").owned_by == "bing-chathub"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("nope")
+
+
+@pytest.mark.parametrize(
+    "fault, exception, status",
+    [
+        ("throttled", openai.RateLimitError, 429),
+        ("captcha", openai.InternalServerError, 503),
+        ("create-unauthorized", openai.InternalServerError, 502),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
+def test_openai_python_raises_the_right_class(sdk, sandbox, fault, exception, status, stream):
+    sandbox.queue_fault(fault)
+    with pytest.raises(exception) as raised:
+        result = sdk.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "hi"}], stream=stream)
+        list(result) if stream else None
+    assert raised.value.status_code == status
+    assert raised.value.body["message"]
+
+
+def test_openai_python_wrong_key_is_authentication_error(gateway, sandbox):
+    client = openai.OpenAI(base_url=f"{gateway.base}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_openai_python_in_band_error_raises_api_error(sdk):
+    stream = sdk.chat.completions.create(
+        model="Creative", stream=True, messages=[{"role": "user", "content": "[sandbox:drop] [sandbox:updates=10]"}])
+    with pytest.raises(openai.APIError, match="dropped the connection"):
+        list(stream)
+
+
+def test_raw_stream_bytes(gateway):
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+    body = json.dumps({"model": "gpt-4", "stream": True, "messages": [{"role": "user", "content": "raw"}]})
+    connection.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {API_KEY}"})
+    response = connection.getresponse()
+    raw = response.read()
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream; charset=utf-8"
+    assert response.getheader("Cache-Control") == "no-cache"
+    assert response.getheader("X-Accel-Buffering") == "no"
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert raw.startswith(b'data: {"id":"chatcmpl-')
+    assert raw.endswith(b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    assert b"event:" not in raw and b"\r" not in raw
+    assert content_of(read_sse(raw.decode())) == expected_content("raw")
+
+
+def test_curl_example_from_the_readme(gateway):
+    env = {**os.environ, "BINGO_URL": f"{gateway.base}/v1", "BINGO_API_KEY": API_KEY}
+    done = subprocess.run(["bash", str(ROOT / "examples" / "curl.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    events = read_sse(done.stdout)
+    assert events[-1] == "[DONE]"
+    assert content_of(events) == expected_content("Hello")
+
+
+def test_curl_seed_example_without_content_type(gateway):
+    """The seed's own example: -d with a JSON header, and -kL --compressed."""
+    done = subprocess.run(
+        ["curl", "-skL", f"{gateway.base}/api/v1/chat/completions", "-H", "Content-Type: application/json",
+         "-H", f"Authorization: Bearer {API_KEY}", "--compressed",
+         "-d", '{"messages":[{"role":"user","content":"Hello"}],"stream":true,"model":"Creative"}'],
+        capture_output=True, text=True, timeout=60)
+    assert read_sse(done.stdout)[-1] == "[DONE]"
+
+
+def test_python_example_from_the_readme(gateway):
+    env = {**os.environ, "BINGO_URL": f"{gateway.base}/v1", "BINGO_API_KEY": API_KEY}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "chat.py")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[0] == "Echo: Hello"
+    assert "Echo: Hello again" in done.stdout
+
+
+@pytest.mark.skipif(not (ROOT / "tests" / "node" / "node_modules" / "openai").is_dir() or not shutil.which("node"),
+                    reason="the openai npm package is not installed (scripts/test.sh installs it when npm exists)")
+def test_node_example_from_the_readme(gateway):
+    script = ROOT / "tests" / "node" / "_example.mjs"  # beside node_modules so `import 'openai'` resolves
+    shutil.copy(ROOT / "examples" / "chat.mjs", script)
+    try:
+        env = {**os.environ, "BINGO_URL": f"{gateway.base}/v1", "BINGO_API_KEY": API_KEY}
+        done = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        script.unlink()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expected_content("Hello") + "\n"
+
+
+def test_readme_shows_the_examples_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("curl.sh", "chat.py", "chat.mjs"):
+        assert (ROOT / "examples" / name).read_text().strip() in readme, name
+
+
+def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox):
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=60] [sandbox:delay=0.1]"}]})
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert sandbox.stats()["open"] >= 1
+    sock.close()
+    assert sandbox.wait_idle(1.0)
+
+
+def test_disconnect_while_upstream_is_silent_is_noticed(gateway, sandbox):
+    """No write is pending, so only the socket watch can tell that the client left."""
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "[sandbox:slow-first=4]"}]})
+    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    time.sleep(0.3)
+    assert sandbox.stats()["open"] >= 1
+    sock.close()
+    assert sandbox.wait_idle(1.0)
+
+
+def test_stream_outlives_gunicorn_timeout(sandbox_server, tmp_path):
+    gw = Gateway(sandbox_server, tmp_path / "gunicorn.log", extra_args="--timeout 1")
+    try:
+        client = openai.OpenAI(base_url=f"{gw.base}/v1", api_key=API_KEY, max_retries=0)
+        prompt = "[sandbox:updates=30] [sandbox:delay=0.1]"
+        chunks = list(client.chat.completions.create(model="Creative", stream=True, messages=[{"role": "user", "content": prompt}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected_content(prompt)
+        assert "WORKER TIMEOUT" not in gw.log()
+    finally:
+        gw.stop()
