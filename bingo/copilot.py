@@ -94,17 +94,15 @@ def _create_failure(status: int) -> BingoError:
 def rest_headers(settings: Settings) -> dict[str, str]:
     """Browser-like headers for the REST calls; the token only when one is set."""
     headers = _upgrade_headers(settings)
-    headers.update({"Accept": "application/json", "Origin": ORIGIN, "Referer": f"{ORIGIN}/", "x-search-uilang": settings.locale})
+    headers.update({"Accept": "application/json", "Referer": f"{ORIGIN}/", "x-search-uilang": settings.locale})
     if settings.copilot_access_token:
         headers["Authorization"] = f"Bearer {settings.copilot_access_token}"
     return headers
 
 
 def _upgrade_headers(settings: Settings) -> dict[str, str]:
-    """The upgrade's headers. No Origin: websocket-client adds its own, and a second
-    one gets the upgrade refused (websockets: "invalid Origin header: multiple values");
-    for wss://copilot.microsoft.com its own is https://copilot.microsoft.com anyway."""
-    headers = {"User-Agent": USER_AGENT}
+    """What a browser sends on the upgrade too: cookies and Copilot's own Origin."""
+    headers = {"User-Agent": USER_AGENT, "Origin": ORIGIN}
     if settings.copilot_cookie:
         headers["Cookie"] = settings.copilot_cookie
     return headers

@@ -271,9 +271,9 @@ def test_upgrade_url_and_headers_without_a_token(settings, sandbox):
     assert set(upgrade["query"]) == {"api-version", "clientSessionId"} and upgrade["query"]["api-version"] == "2"
     assert uuid.UUID(upgrade["query"]["clientSessionId"]).version == 4
     assert upgrade["headers"]["Cookie"] == "_C_Auth=cookie-value"
-    assert upgrade["headers"]["Origin"] == sandbox.base_url, "one Origin: websocket-client's own"
     create = sandbox.requests[-1]
     assert (create["method"], create["path"]) == ("POST", "/c/api/conversations")
+    assert upgrade["headers"]["Origin"] == create["headers"]["Origin"] == "https://copilot.microsoft.com"
     assert create["headers"]["Cookie"] == "_C_Auth=cookie-value"
     assert "Authorization" not in create["headers"]
 
