@@ -101,7 +101,7 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) <= 0:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
         raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
 

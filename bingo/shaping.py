@@ -42,29 +42,34 @@ class AnswerShaper:
         return self._scan(tail + footnotes(sources), final=True)
 
     def _scan(self, ready: str, final: bool = False) -> str:
-        """Cut at a stop sequence; hold back a tail that may start one."""
+        """Cut at the earliest stop sequence; hold back a tail that may start one.
+
+        A complete stop is only acted on when no longer stop could still begin
+        before it, so the cut never depends on how the text was split.
+        """
         if not self._stop:
             return ready
         pending = self._stop_held + ready
         hits = [i for i in (pending.find(s) for s in self._stop) if i >= 0]
-        if hits:
+        cut = min(hits) if hits else None
+        hold = None if final else _first_open_prefix(pending, self._stop)
+        if cut is not None and (hold is None or hold >= cut):
             self.stopped = True
             self._stop_held = ""
-            return pending[: min(hits)]
-        keep = 0 if final else _longest_stop_prefix(pending, self._stop)
-        self._stop_held = pending[len(pending) - keep:] if keep else ""
-        return pending[: len(pending) - keep]
+            return pending[:cut]
+        hold = len(pending) if hold is None else hold
+        self._stop_held = pending[hold:]
+        return pending[:hold]
 
 
-def _longest_stop_prefix(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest suffix of `text` that begins some stop sequence."""
-    best = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:size]):
-                best = size
-                break
-    return best
+def _first_open_prefix(text: str, stops: tuple[str, ...]) -> int | None:
+    """Where the earliest suffix of `text` that could still grow into a stop begins."""
+    longest = max(len(stop) for stop in stops)
+    for start in range(max(0, len(text) - longest + 1), len(text)):
+        tail = text[start:]
+        if any(len(tail) < len(stop) and stop.startswith(tail) for stop in stops):
+            return start
+    return None
 
 
 def footnotes(sources: tuple[Source, ...]) -> str:

@@ -117,7 +117,7 @@ def _text_part(part: object, param: str) -> str:
         raise InvalidRequest(f"'{param}' has type '{part['type']}'; this gateway accepts text parts only.", param=param)
     text = part.get("text")
     if not isinstance(text, str):
-        raise InvalidRequest(f"'{param}.text' must be a string.", param=param)
+        raise InvalidRequest(f"'{param}.text' must be a string.", param=f"{param}.text")
     return text
 
 
@@ -232,4 +232,7 @@ def _head(chat: ChatRequest, ids: ResponseIds, *, stream: bool) -> dict[str, obj
         obj = "chat.completion.chunk" if stream else "chat.completion"
     else:
         obj = "text_completion"
-    return {"id": ids.id, "object": obj, "created": ids.created, "model": chat.model_name, "system_fingerprint": None}
+    head: dict[str, object] = {"id": ids.id, "object": obj, "created": ids.created, "model": chat.model_name, "system_fingerprint": None}
+    if stream and chat.include_usage:
+        head["usage"] = None  # OpenAI: null on every chunk but the usage chunk
+    return head

@@ -238,11 +238,6 @@ def test_from_env_bad_count_raises_config_error_naming_variable(name, raw):
     assert str(error).startswith(f"{name} ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _count trusts str.isdigit(), which is true for '²', then int('²') "
-    "raises a bare ValueError that does not name the variable",
-)
 def test_from_env_superscript_digit_count_raises_config_error_naming_variable():
     error = config_error({"BINGO_HISTORY_CHARS": "²"})
     assert str(error).startswith("BINGO_HISTORY_CHARS ")

@@ -431,12 +431,6 @@ def test_parse_request_rejects_bad_messages(request_body, param, code):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a text part without a string 'text' is reported with param "
-    "'messages[0].content[0]' while its own message blames "
-    "'messages[0].content[0].text'",
-)
 def test_parse_request_text_part_without_text_names_the_text_param():
     error = rejected(body(messages=[{"role": "user", "content": [{"type": "text"}]}]))
     assert error.param == "messages[0].content[0].text"
@@ -807,12 +801,6 @@ def test_build_usage_chunk_exact(kind, ids, head):
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with stream_options.include_usage every chunk but the last must "
-    "carry 'usage': null (OpenAI ChatCompletionStreamOptions; openai-wire.md 1.4); "
-    "build_chunk and build_role_chunk omit the key",
-)
 def test_build_chunk_carries_null_usage_when_include_usage():
     chat = make_chat(stream=True, include_usage=True)
 
