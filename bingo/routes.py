@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import re
 import socket
+from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, request
 
@@ -17,6 +18,7 @@ from .models import CATALOGUE, build_model_card, find_model
 
 bp = Blueprint("gateway", __name__)
 
+_OPENAPI = Path(__file__).with_name("openapi.json")
 _AZURE_DEPLOYMENT = re.compile(r"(?:^|/)deployments/([^/]+)/(?:chat/)?$")
 
 
@@ -64,6 +66,12 @@ def get_model(model_id: str) -> Response:
 @bp.get("/healthz")
 def healthz() -> Response:
     return _json({"status": "ok"})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The gateway's own API description, for client generators and contract tests."""
+    return Response(_OPENAPI.read_bytes(), mimetype="application/json")
 
 
 def check_api_key(settings: Settings) -> None:
