@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from urllib.parse import quote
 
@@ -244,7 +245,9 @@ def test_chathub_turn_streams_cumulative_text_then_final(sandbox):
     answer = final["item"]["messages"][-1]
     assert recs[0]["arguments"][0]["throttling"]["numUserMessagesInConversation"] == 1
     assert len(texts) == 10 and texts[-1] == answer_for(prompt)
-    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+    assert all(
+        later.startswith(earlier) for earlier, later in itertools.pairwise(texts)
+    )
     assert final["invocationId"] == "0"
     assert final["item"]["result"]["value"] == "Success"
     assert final["item"]["result"]["message"] == answer_for(prompt)

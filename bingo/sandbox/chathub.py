@@ -137,10 +137,8 @@ class ChatHubSession(Session):
         """The turn's context and plan, and the outcome that refuses it outright, if any."""
         registry, options = self.state.registry, self.state.options
         conversation = registry.get(argument.get("conversationId"), "chathub")
-        plan = plan_from(parse_directives(prompt), self.state.faults.take(CHATHUB_TURN))
-        if "nosearchall" in (argument.get("optionsSets") or []):
-            plan = replace(plan, search=False)
         turn = registry.count_turn(conversation) if conversation else 0
+        plan = plan_from(parse_directives(prompt))
         ctx = TurnContext(
             conversation_id=str(argument.get("conversationId", "")),
             client_id=conversation.client_id if conversation else "",
@@ -157,6 +155,10 @@ class ChatHubSession(Session):
             return ctx, plan, "invalid-session"
         if not self._authorised(conversation, argument):
             return ctx, plan, "unauthorized"
+        # Only a turn that is let in consumes a queued fault.
+        plan = plan_from(parse_directives(prompt), self.state.faults.take(CHATHUB_TURN))
+        if "nosearchall" in (argument.get("optionsSets") or []):
+            plan = replace(plan, search=False)
         if turn > options.max_turns:
             plan = replace(plan, outcome="turn-limit", outcome_value=None)
         return ctx, plan, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -87,9 +88,8 @@ class CopilotSession(Session):
 
     def _on_send(self, event: dict[str, Any]) -> None:
         if not all(self.ready.values()):
-            return (
-                self._refuse()
-            )  # Windows-Copilot-API: send before setOptions -> invalid-event
+            # Windows-Copilot-API: a send before setOptions gets invalid-event.
+            return self._refuse()
         if self.challenge is not None:
             return  # issue #13: a send while a challenge is open gets silence
         conversation_id, prompt = event.get("conversationId"), _prompt(event)
@@ -117,7 +117,10 @@ class CopilotSession(Session):
 
     def _send_step(self, step: Send) -> None:
         for event in step.records:
-            self.emit(dict(event))  # type: ignore[arg-type]  # Copilot steps hold dicts
+            if isinstance(
+                event, Mapping
+            ):  # Copilot scripts hold events, never raw text
+                self.emit(dict(event))
 
 
 def _prompt(event: dict[str, Any]) -> str | None:

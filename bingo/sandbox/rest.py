@@ -72,8 +72,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._write(reply)
 
     def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(min(max(length, 0), MAX_BODY_BYTES)) if length else b""
+        """The request body, up to MAX_BODY_BYTES; a bad Content-Length reads nothing."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return b""
+        return self.rfile.read(min(length, MAX_BODY_BYTES)) if length > 0 else b""
 
     def _write(self, reply: Reply) -> None:
         self.send_response(reply.status)

@@ -32,14 +32,12 @@ class Session:
     def __init__(self, conn: ServerConnection, state: State) -> None:
         self.conn = conn
         self.state = state
-        self.closed = (
-            threading.Event()
-        )  # set when the connection is over, for any reason
+        # Set when the connection is over, for any reason.
+        self.closed = threading.Event()
         self.closed_by_server = False  # a fault or stop() closed it, not the client
         self.silent = False  # a fault asked for total silence
-        self.send_lock = (
-            threading.RLock()
-        )  # keeps split records and pings from interleaving
+        # Held across the pieces of a split record, so a ping cannot land inside it.
+        self.send_lock = threading.RLock()
         self.recording = state.open_session(self)
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(
             MAX_QUEUED_TURNS

@@ -22,6 +22,10 @@ from .session import Session
 from .state import State
 
 log = logging.getLogger(__name__)
+# websockets logs every frame at DEBUG; whole cumulative answers would drown a
+# failing test's log, so frames stay quiet unless this logger is lowered on purpose.
+wire_log = logging.getLogger("bingo.sandbox.wire")
+wire_log.setLevel(logging.INFO)
 
 CHATHUB_PATH = "/sydney/ChatHub"
 COPILOT_PATH = "/c/api/chat"
@@ -36,7 +40,7 @@ _BLOCKED_PAGE = (
 
 def serve_websocket(sock: socket.socket, state: State) -> None:
     """Run the opening handshake on an untouched socket, then the session, until closed."""
-    protocol = ServerProtocol(max_size=MAX_MESSAGE_BYTES, logger=log)
+    protocol = ServerProtocol(max_size=MAX_MESSAGE_BYTES, logger=wire_log)
     # ServerConnection only reads `server.socket_closed`, which State provides.
     conn = ServerConnection(
         sock,
