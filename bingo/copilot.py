@@ -40,10 +40,8 @@ CHAT = "Copilot's chat socket"
 ORIGIN = "https://copilot.microsoft.com"
 MAX_CHALLENGES = 3  # a server that challenges every re-sent `send` would loop forever
 REWRITE = "Copilot rewrote its answer mid-stream"
-CLOUDFLARE = (
-    "Copilot asks for a Cloudflare browser check, which a server cannot pass: open "
-    "copilot.microsoft.com in a browser on this network, chat once, then refresh COPILOT_COOKIE from it."
-)
+BROWSER_FIX = "open copilot.microsoft.com in a browser on this network, chat once, then refresh COPILOT_COOKIE from it."
+CLOUDFLARE = f"Copilot asks for a Cloudflare browser check, which a server cannot pass: {BROWSER_FIX}"
 # What a 2025 web client announces; the server rejects a `send` that comes before
 # `setOptions` and `reportLocalConsents` with `invalid-event` (Windows-Copilot-API).
 SET_OPTIONS = {
@@ -298,7 +296,7 @@ class CopilotTracker:
         elif method == "cloudflare":
             raise CaptchaRequired(CLOUDFLARE)
         else:
-            raise CaptchaRequired(f"Copilot asks for a {str(method)[:40]!r} challenge this gateway cannot answer. {CLOUDFLARE}")
+            raise CaptchaRequired(f"Copilot asks for a {str(method)[:40]!r} challenge this gateway cannot answer: {BROWSER_FIX}")
         # The id is opaque ("0.0001", "1"): echoed exactly as received, never re-typed.
         return {"event": "challengeResponse", "token": token, "method": method, "id": frame.get("id")}
 

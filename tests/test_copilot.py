@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from bingo import errors
+from bingo import create_app, errors
 from bingo.config import Settings
 from bingo.copilot import (
     CONSENTS,
@@ -488,6 +488,19 @@ def test_api_errors_before_the_first_byte_are_real_statuses(client, sandbox, pro
     response = completion(client, stream=True, prompt=prompt)
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == code
+
+
+
+def test_api_silence_is_504_before_the_first_byte_and_in_band_after(settings, sandbox):
+    client = create_app(with_settings(settings, idle_timeout=0.5)).test_client()
+    before = completion(client, stream=True, prompt="[sandbox:silent]")
+    assert before.status_code == 504 and before.get_json()["error"]["code"] == "upstream_timeout"
+    after = completion(client, stream=True, prompt="[sandbox:silent=after-text]")
+    assert after.status_code == 200
+    events = read_sse(after.get_data(as_text=True))
+    assert content_of(events), "the text before the silence was streamed"
+    assert events[-1]["error"]["code"] == "upstream_timeout"
+    assert sandbox.wait_idle(2.0)
 
 
 # The pure event handling, one behaviour at a time.
