@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from urllib.parse import quote
 
 import pytest
@@ -401,7 +403,7 @@ def test_chathub_type7_closes_the_hub(sandbox):
         if not message:
             break
         recs += records([message])
-    ws.close()
+    ws.shutdown()  # after a server close, websocket-client's close() leaves the socket open
     assert recs[-1] == {
         "type": 7,
         "error": "Connection closed with an error.",
@@ -718,3 +720,44 @@ def test_stop_closes_open_sockets_and_joins():
     assert opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(data[:2], "big") == 1001
     assert sb.stats()["open"] == 0
+
+
+def test_copilot_cloudflare_challenge_is_never_satisfied(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:cloudflare]"))
+    challenge = json.loads(ws.recv())
+    response = {
+        "event": "challengeResponse",
+        "token": "turnstile",
+        "id": challenge["id"],
+    }
+    ws.send(json.dumps({**response, "method": "cloudflare"}))
+    assert challenge["method"] == "cloudflare"
+    assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
+    ws.close()
+
+
+def test_copilot_drop_cuts_the_answer_short(sandbox):
+    prompt = "[sandbox:drop]"
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), prompt))
+    texts = []
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        for _ in range(100):
+            event = json.loads(ws.recv())
+            texts += [event["text"]] if event["event"] == "appendText" else []
+    assert answer_for(prompt).startswith("".join(texts))
+    assert "".join(texts) != answer_for(prompt)
+
+
+def test_cli_prints_the_gateway_environment():
+    command = [sys.executable, "-m", "bingo.sandbox", "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            lines = [process.stdout.readline().strip() for _ in range(3)]
+        finally:
+            process.terminate()
+            process.wait(timeout=5)
+    names = [line.split("=", 1)[0] for line in lines]
+    assert names == ["BINGO_CREATE_URL", "BINGO_CHATHUB_URL", "BINGO_COPILOT_URL"]
+    assert lines[1].startswith("BINGO_CHATHUB_URL=ws://127.0.0.1:")
