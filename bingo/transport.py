@@ -87,6 +87,9 @@ def open_websocket(settings: Settings, url: str, headers: Mapping[str, str], wha
             http_proxy_port=proxy.port,
             http_proxy_auth=(proxy.username, proxy.password) if proxy.username else None,
             proxy_type=proxy.scheme or "http",
+            # Without a host, websocket-client would read http_proxy from the
+            # environment itself; Settings already decided, so "*" turns that off.
+            http_no_proxy=None if proxy.hostname else ["*"],
         )
     except websocket.WebSocketBadStatusException as exc:
         raise _refused(exc.status_code, what) from exc
