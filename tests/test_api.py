@@ -12,6 +12,9 @@ from tests.helpers import content_of, expected_content, read_sse
 
 HELLO = {"role": "user", "content": "Hello"}
 
+# The whole API surface must behave the same whichever upstream serves the model.
+BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
+
 
 def chat(client, path="/v1/chat/completions", **body):
     body.setdefault("messages", [HELLO])
@@ -54,12 +57,13 @@ def test_azure_deployment_path_names_the_model(client, sandbox):
     assert sandbox.received[-1][2]["arguments"][0]["tone"] == "Precise"
 
 
-def test_non_stream_body_is_a_full_chat_completion(client):
-    response = chat(client, model="balanced")
+@BOTH_UPSTREAMS
+def test_non_stream_body_is_a_full_chat_completion(client, model):
+    response = chat(client, model=model.upper())
     body = response.get_json()
     assert response.mimetype == "application/json"
     assert body["id"].startswith("chatcmpl-") and body["object"] == "chat.completion"
-    assert isinstance(body["created"], int) and body["model"] == "balanced"
+    assert isinstance(body["created"], int) and body["model"] == model.upper()
     assert body["choices"] == [{
         "index": 0, "message": {"role": "assistant", "content": expected_content("Hello")},
         "logprobs": None, "finish_reason": "stop",
@@ -69,8 +73,9 @@ def test_non_stream_body_is_a_full_chat_completion(client):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
 
 
-def test_stream_chunks_follow_the_contract(client):
-    response, events = stream_events(client, model="Creative")
+@BOTH_UPSTREAMS
+def test_stream_chunks_follow_the_contract(client, model):
+    response, events = stream_events(client, model=model)
     assert response.mimetype == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"
@@ -78,7 +83,7 @@ def test_stream_chunks_follow_the_contract(client):
     chunks = events[:-1]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert {(c["id"], c["created"], c["model"], c["object"]) for c in chunks} == {
-        (chunks[0]["id"], chunks[0]["created"], "Creative", "chat.completion.chunk")
+        (chunks[0]["id"], chunks[0]["created"], model, "chat.completion.chunk")
     }
     assert chunks[0]["id"].startswith("chatcmpl-")
     finished = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]]
@@ -89,22 +94,25 @@ def test_stream_chunks_follow_the_contract(client):
 
 
 @pytest.mark.parametrize("prompt", ["Hello", "Unicode please [sandbox:unicode]", "Long [sandbox:chars=4000]", "[sandbox:split] split"])
-def test_stream_joins_to_the_non_stream_answer_byte_for_byte(client, prompt):
+@BOTH_UPSTREAMS
+def test_stream_joins_to_the_non_stream_answer_byte_for_byte(client, prompt, model):
     messages = [{"role": "user", "content": prompt}]
-    one_shot = chat(client, messages=messages).get_json()["choices"][0]["message"]["content"]
-    _, events = stream_events(client, messages=messages)
+    one_shot = chat(client, model=model, messages=messages).get_json()["choices"][0]["message"]["content"]
+    _, events = stream_events(client, model=model, messages=messages)
     assert content_of(events) == one_shot == expected_content(prompt)
 
 
-def test_unicode_line_separators_survive_the_stream(client):
-    response = chat(client, stream=True, messages=[{"role": "user", "content": "[sandbox:unicode]"}])
+@BOTH_UPSTREAMS
+def test_unicode_line_separators_survive_the_stream(client, model):
+    response = chat(client, model=model, stream=True, messages=[{"role": "user", "content": "[sandbox:unicode]"}])
     raw = response.get_data()
     assert "\u2028".encode() not in raw, "U+2028 travels escaped inside the JSON"
     assert "\u2028" in content_of(read_sse(raw.decode()))
 
 
-def test_include_usage_adds_a_usage_chunk_before_done(client):
-    _, events = stream_events(client, stream_options={"include_usage": True})
+@BOTH_UPSTREAMS
+def test_include_usage_adds_a_usage_chunk_before_done(client, model):
+    _, events = stream_events(client, model=model, stream_options={"include_usage": True})
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == []
     usage = usage_chunk["usage"]
@@ -113,11 +121,12 @@ def test_include_usage_adds_a_usage_chunk_before_done(client):
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
-def test_stop_cuts_the_answer_and_closes_upstream(client, sandbox, stream):
+@BOTH_UPSTREAMS
+def test_stop_cuts_the_answer_and_closes_upstream(client, sandbox, stream, model):
     prompt = "Stop please [sandbox:chars=2000]"
     full = expected_content(prompt)
     stop = full[300:310]
-    response = chat(client, stream=stream, stop=[stop, "never-there"], messages=[{"role": "user", "content": prompt}])
+    response = chat(client, model=model, stream=stream, stop=[stop, "never-there"], messages=[{"role": "user", "content": prompt}])
     if stream:
         text = content_of(read_sse(response.get_data(as_text=True)))
     else:
@@ -151,19 +160,24 @@ def test_form_encoded_body_is_read_as_json(client):
 
 
 @pytest.mark.parametrize(
-    "fault, status, headers",
+    "model, fault, status, headers",
     [
-        ("throttled", 429, {"Retry-After": "60", "x-should-retry": "false"}),
-        ("captcha", 503, {"x-should-retry": "false"}),
-        ("create-unauthorized", 502, {"x-should-retry": "false"}),
-        ("create-500", 502, {}),
-        ("ws-200", 502, {"x-should-retry": "false"}),
+        ("Creative", "throttled", 429, {"Retry-After": "60", "x-should-retry": "false"}),
+        ("Creative", "captcha", 503, {"x-should-retry": "false"}),
+        ("Creative", "create-unauthorized", 502, {"x-should-retry": "false"}),
+        ("Creative", "create-500", 502, {}),
+        ("Creative", "ws-200", 502, {"x-should-retry": "false"}),
+        ("copilot", "cloudflare", 503, {"x-should-retry": "false"}),
+        ("copilot", "error-unavailable", 502, {"x-should-retry": "false"}),
+        ("copilot", "create-401", 502, {"x-should-retry": "false"}),
+        ("copilot", "create-500", 502, {}),
+        ("copilot", "ws-200", 502, {"x-should-retry": "false"}),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
-def test_failures_before_the_first_byte_get_real_statuses(client, sandbox, fault, status, headers, stream):
+def test_failures_before_the_first_byte_get_real_statuses(client, sandbox, model, fault, status, headers, stream):
     sandbox.queue_fault(fault)
-    response = chat(client, stream=stream)
+    response = chat(client, model=model, stream=stream)
     assert response.status_code == status
     assert response.mimetype == "application/json"
     error = response.get_json()["error"]
@@ -180,16 +194,18 @@ def test_captcha_message_tells_the_operator_what_to_do(client, sandbox):
     assert error["message"].startswith("Bing asks for a CAPTCHA: open bing.com/chat in a browser with this account, solve it, and refresh BING_COOKIE.")
 
 
-def test_silence_before_any_text_is_a_504_even_when_streaming(app, settings, sandbox):
+@BOTH_UPSTREAMS
+def test_silence_before_any_text_is_a_504_even_when_streaming(app, settings, sandbox, model):
     client = create_app(with_settings(settings, idle_timeout=0.3, keepalive_seconds=1.0)).test_client()
-    response = chat(client, stream=True, messages=[{"role": "user", "content": "[sandbox:silent]"}])
+    response = chat(client, model=model, stream=True, messages=[{"role": "user", "content": "[sandbox:silent]"}])
     assert response.status_code == 504
     assert response.get_json()["error"]["code"] == "upstream_timeout"
     assert sandbox.wait_idle(2.0)
 
 
-def test_failure_after_streaming_started_is_one_in_band_error(client, sandbox):
-    response = chat(client, stream=True, messages=[{"role": "user", "content": "[sandbox:drop] [sandbox:updates=10]"}])
+@BOTH_UPSTREAMS
+def test_failure_after_streaming_started_is_one_in_band_error(client, sandbox, model):
+    response = chat(client, model=model, stream=True, messages=[{"role": "user", "content": "[sandbox:drop] [sandbox:updates=10]"}])
     assert response.status_code == 200
     events = read_sse(response.get_data(as_text=True))
     assert "[DONE]" not in events
@@ -199,8 +215,9 @@ def test_failure_after_streaming_started_is_one_in_band_error(client, sandbox):
     assert sandbox.wait_idle(2.0)
 
 
-def test_slow_upstream_gets_keepalive_comments(client):
-    response = chat(client, stream=True, messages=[{"role": "user", "content": "[sandbox:slow-first=1.6]"}])
+@BOTH_UPSTREAMS
+def test_slow_upstream_gets_keepalive_comments(client, model):
+    response = chat(client, model=model, stream=True, messages=[{"role": "user", "content": "[sandbox:slow-first=1.6]"}])
     raw = response.get_data(as_text=True)
     assert raw.count(": keep-alive\n\n") >= 2
     assert content_of(read_sse(raw)).startswith("Echo: ")
@@ -212,9 +229,10 @@ def test_retraction_finishes_with_content_filter(client):
     assert "My mistake" not in body["choices"][0]["message"]["content"]
 
 
-def test_client_going_away_closes_the_upstream(client, sandbox):
+@BOTH_UPSTREAMS
+def test_client_going_away_closes_the_upstream(client, sandbox, model):
     response = client.post("/v1/chat/completions", buffered=False, data=json.dumps(
-        {"stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=50] [sandbox:delay=0.05]"}]}))
+        {"model": model, "stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=50] [sandbox:delay=0.05]"}]}))
     chunks = iter(response.response)
     next(chunks), next(chunks)
     assert sandbox.stats()["open"] >= 1
