@@ -23,6 +23,7 @@ import pytest
 from tests.helpers import content_of, expected_content, free_port, read_sse, wait_for_port
 
 pytestmark = pytest.mark.e2e
+BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-e2e-SECRET-KEY-0123456789"
@@ -90,18 +91,20 @@ def sdk(gateway, sandbox):
     return openai.OpenAI(base_url=f"{gateway.base}/v1", api_key=API_KEY, max_retries=0, timeout=30)
 
 
-def test_openai_python_one_shot(sdk):
-    reply = sdk.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "Hello"}])
-    assert reply.object == "chat.completion" and reply.model == "Creative"
+@BOTH_UPSTREAMS
+def test_openai_python_one_shot(sdk, model):
+    reply = sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}])
+    assert reply.object == "chat.completion" and reply.model == model
     assert reply.choices[0].message.content == expected_content("Hello")
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
-def test_openai_python_stream_matches_one_shot(sdk):
+@BOTH_UPSTREAMS
+def test_openai_python_stream_matches_one_shot(sdk, model):
     messages = [{"role": "user", "content": "Stream me [sandbox:unicode]"}]
-    one_shot = sdk.chat.completions.create(model="Balanced", messages=messages).choices[0].message.content
-    chunks = list(sdk.chat.completions.create(model="Balanced", messages=messages, stream=True,
+    one_shot = sdk.chat.completions.create(model=model, messages=messages).choices[0].message.content
+    chunks = list(sdk.chat.completions.create(model=model, messages=messages, stream=True,
                                               stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == one_shot
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
@@ -145,9 +148,10 @@ def test_openai_python_wrong_key_is_authentication_error(gateway, sandbox):
         client.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "hi"}])
 
 
-def test_openai_python_in_band_error_raises_api_error(sdk):
+@BOTH_UPSTREAMS
+def test_openai_python_in_band_error_raises_api_error(sdk, model):
     stream = sdk.chat.completions.create(
-        model="Creative", stream=True, messages=[{"role": "user", "content": "[sandbox:drop] [sandbox:updates=10]"}])
+        model=model, stream=True, messages=[{"role": "user", "content": "[sandbox:drop] [sandbox:updates=10]"}])
     with pytest.raises(openai.APIError, match="dropped the connection"):
         list(stream)
 
@@ -217,9 +221,10 @@ def test_readme_shows_the_examples_verbatim():
         assert (ROOT / "examples" / name).read_text().strip() in readme, name
 
 
-def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox):
+@BOTH_UPSTREAMS
+def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox, model):
     sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
-    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=60] [sandbox:delay=0.1]"}]})
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=60] [sandbox:delay=0.1]"}]})
     sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
     assert sock.recv(65536).startswith(b"HTTP/1.1 200")
@@ -228,10 +233,11 @@ def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox):
     assert sandbox.wait_idle(1.0)
 
 
-def test_disconnect_while_upstream_is_silent_is_noticed(gateway, sandbox):
+@BOTH_UPSTREAMS
+def test_disconnect_while_upstream_is_silent_is_noticed(gateway, sandbox, model):
     """No write is pending, so only the socket watch can tell that the client left."""
     sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
-    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "[sandbox:slow-first=4]"}]})
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "[sandbox:slow-first=4]"}]})
     sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
     time.sleep(0.3)
@@ -241,10 +247,12 @@ def test_disconnect_while_upstream_is_silent_is_noticed(gateway, sandbox):
 
 
 def test_stream_outlives_gunicorn_timeout(sandbox_server, tmp_path):
-    gw = Gateway(sandbox_server, tmp_path / "gunicorn.log", extra_args="--timeout 1")
+    # gthread heartbeats about once a second, so 2 s is the shortest honest timeout;
+    # the answer streams for about 4 s, twice as long.
+    gw = Gateway(sandbox_server, tmp_path / "gunicorn.log", extra_args="--timeout 2")
     try:
         client = openai.OpenAI(base_url=f"{gw.base}/v1", api_key=API_KEY, max_retries=0)
-        prompt = "[sandbox:updates=30] [sandbox:delay=0.1]"
+        prompt = "[sandbox:updates=40] [sandbox:delay=0.1]"
         chunks = list(client.chat.completions.create(model="Creative", stream=True, messages=[{"role": "user", "content": prompt}]))
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected_content(prompt)
         assert "WORKER TIMEOUT" not in gw.log()
