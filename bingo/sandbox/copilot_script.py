@@ -42,11 +42,8 @@ def copilot_steps(
 ) -> list[Step]:
     """Every event of one answered `send`, or the fault that replaces them."""
     if plan.outcome == "error-unavailable":
-        return [
-            Send(
-                (error_event("chat-service-unavailable", UNAVAILABLE),), plan.slow_first
-            )
-        ]
+        unavailable = error_event("chat-service-unavailable", UNAVAILABLE)
+        return [Send((unavailable,), plan.slow_first)]
     if plan.outcome == "invalid-event":
         return [Send((error_event("invalid-event"),), plan.slow_first)]
     if plan.outcome == "silent" and plan.outcome_value is None:
@@ -55,59 +52,48 @@ def copilot_steps(
     steps: list[Step] = [
         Send((_started("received", conversation_id, nanoid()),), plan.slow_first)
     ]
-    if (
-        mode == "reasoning"
-    ):  # Think Deeper: reasoning first, never part of the answer text
+    if mode == "reasoning":
+        # Think Deeper reasons first; chainOfThought is never part of the answer.
         steps += [
             Send(({"event": "chainOfThought", "messageId": answer_id, "text": t},))
             for t in THOUGHTS
         ]
     steps.append(Send((_started("startMessage", conversation_id, answer_id),)))
-    ending = _answer(plan, steps, prompt, answer_id)
-    if ending is not None:
-        return steps + [ending]
-    return steps + [
-        Send((event,)) for event in _closing(conversation_id, prompt, answer_id)
-    ]
+    steps += _answer(plan, prompt, answer_id)
+    if isinstance(steps[-1], Do):
+        return steps
+    closing = _closing(conversation_id, prompt, answer_id)
+    return steps + [Send((event,)) for event in closing]
 
 
-def _answer(plan: Plan, steps: list[Step], prompt: str, answer_id: str) -> Do | None:
-    """Append the appendText deltas (and the citation) to `steps`; a Do if the turn dies."""
+def _answer(plan: Plan, prompt: str, answer_id: str) -> list[Step]:
+    """The appendText deltas and the citation; ends with a Do if the turn dies."""
     texts = prefixes(answer_for(prompt, plan.chars, unicode=plan.unicode), plan.updates)
-    part_id, sent, cited = nanoid(), "", False
+    steps: list[Step] = []
+    part_id, sent = nanoid(), ""
     for index, text in enumerate(texts):
         if plan.outcome == "drop" and index == max(1, len(texts) // 2):
-            return Do(Action.DROP, plan.delay)
-        delta = {
-            "event": "appendText",
-            "messageId": answer_id,
-            "partId": part_id,
-            "text": text[len(sent) :],
-        }
-        steps.append(Send((delta,), plan.delay))
+            return [*steps, Do(Action.DROP, plan.delay)]
+        delta = {"event": "appendText", "messageId": answer_id, "partId": part_id}
+        steps.append(Send(({**delta, "text": text[len(sent) :]},), plan.delay))
+        if CITATION in text and CITATION not in sent:
+            steps.append(Send((_citation(prompt, answer_id),)))
         sent = text
-        if not cited and CITATION in sent:
-            cited = True
-            source = source_for(prompt)
-            steps.append(
-                Send(
-                    (
-                        {
-                            "event": "citation",
-                            "messageId": answer_id,
-                            "url": source.url,
-                            "title": source.title,
-                            "iconUrl": "https://example.com/favicon.ico",
-                        },
-                    )
-                )
-            )
         if plan.outcome == "silent":  # silent=after-text
-            return Do(Action.SILENCE)
-    steps.append(
-        Send(({"event": "partCompleted", "messageId": answer_id, "partId": part_id},))
-    )
-    return None
+            return [*steps, Do(Action.SILENCE)]
+    done = {"event": "partCompleted", "messageId": answer_id, "partId": part_id}
+    return [*steps, Send((done,))]
+
+
+def _citation(prompt: str, answer_id: str) -> dict[str, Any]:
+    source = source_for(prompt)
+    return {
+        "event": "citation",
+        "messageId": answer_id,
+        "url": source.url,
+        "title": source.title,
+        "iconUrl": "https://example.com/favicon.ico",
+    }
 
 
 def _closing(conversation_id: str, prompt: str, answer_id: str) -> list[dict[str, Any]]:

@@ -47,10 +47,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
-        self.route_path, self.query = (
-            parts.path,
-            dict(parse_qsl(parts.query, keep_blank_values=True)),
-        )
+        self.route_path = parts.path
+        self.query = dict(parse_qsl(parts.query, keep_blank_values=True))
         self.body = self._read_body()
         if not self.route_path.startswith(CONTROL_PREFIX):
             self.state.record_request(

@@ -7,6 +7,7 @@ plays them over the socket. Keeping this apart from I/O keeps every fault readab
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import messages as msg
@@ -104,25 +105,33 @@ def _answer_steps(
     message_id = msg.new_id()
     texts = [] if plan.final_only else prefixes(text, plan.updates)
     if texts and plan.trailing_space:
-        texts[-1] += (
-            "  \n"  # Bing streamed a trailing "  \n" its final text did not have
-        )
+        # Bing streamed a trailing "  \n" that its final text did not have.
+        texts[-1] += "  \n"
     if plan.outcome in _CUT_SHORT:
         texts = texts[: max(1, len(texts) // 2)]
     updates: list[Record] = [
         rec.update(ctx, msg.answer(ctx, message_id, t, source, offense="Unknown"))
         for t in texts
     ]
-    if (
-        plan.outcome == "garbage"
-    ):  # the stream carries on, for clients that skip bad records
+    if plan.outcome == "garbage":
+        # The stream carries on afterwards, for clients that skip bad records.
         updates.insert(max(1, len(updates) // 2), GARBAGE)
     if plan.outcome == "silent":  # silent=after-text
         yield from _batched(updates[:1], plan.delay)
         yield Do(Action.SILENCE)
         return
     yield from _batched(updates, plan.delay)
-    yield from _ending(plan, ctx, prompt, source, shown, message_id, texts, text)
+    streamed = _Answer(message_id, text, texts[-1] if texts else "")
+    yield from _ending(plan, ctx, prompt, source, shown, streamed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The answer of a turn: one message id, the full text, what was streamed of it."""
+
+    message_id: str
+    text: str
+    partial: str
 
 
 def _ending(
@@ -131,11 +140,9 @@ def _ending(
     prompt: str,
     source: Source,
     shown: list[dict[str, Any]],
-    message_id: str,
-    texts: list[str],
-    text: str,
+    answer: _Answer,
 ) -> Iterator[Step]:
-    outcome, partial = plan.outcome, (texts[-1] if texts else "")
+    outcome, message_id, text = plan.outcome, answer.message_id, answer.text
     if outcome == "drop":
         yield Do(Action.DROP, plan.delay)
     elif outcome == "type7":
@@ -146,7 +153,7 @@ def _ending(
         yield Send((rec.update(ctx, sorry),), plan.delay)
         yield _final(ctx, [*shown, sorry], APOLOGY)
     elif outcome == "disengaged":
-        cut = msg.answer(ctx, message_id, partial, source)
+        cut = msg.answer(ctx, message_id, answer.partial, source)
         bye = msg.progress(ctx, "Disengaged", DISENGAGED)
         yield Send((rec.update(ctx, bye),), plan.delay)
         yield _final(ctx, [*shown, cut, bye], DISENGAGED)

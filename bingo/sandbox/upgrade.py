@@ -59,9 +59,8 @@ def serve_websocket(sock: socket.socket, state: State) -> None:
     except Exception as exc:
         log.debug("websocket handshake failed: %s", exc)
     if sessions:
-        sessions[
-            0
-        ].run()  # ends at once, and is accounted for, if the 101 never went out
+        # If the 101 never went out, the session ends at once and is accounted for.
+        sessions[0].run()
     else:
         conn.close_socket()
 
@@ -76,11 +75,8 @@ def _open(
     path, query = _split(conn.request.path)
     if path == CHATHUB_PATH:
         token = query.get("sec_access_token")
-        sessions.append(
-            ChatHubSession(
-                conn, state, state.registry.by_token(token) if token else None
-            )
-        )
+        bound = state.registry.by_token(token) if token else None
+        sessions.append(ChatHubSession(conn, state, bound))
     else:
         sessions.append(CopilotSession(conn, state))
 
@@ -103,10 +99,10 @@ def _admit(conn: ServerConnection, request: Request, state: State) -> Response |
         if not token and not state.registry.any_legacy():
             return conn.respond(403, "Forbidden\n")
         return None
-    if path == COPILOT_PATH:  # 2025-26 clients always send it; its absence is refused
-        return (
-            None if query.get("clientSessionId") else conn.respond(403, "Forbidden\n")
-        )
+    if path == COPILOT_PATH and not query.get("clientSessionId"):
+        return conn.respond(403, "Forbidden\n")  # 2025-26 clients always send it
+    if path == COPILOT_PATH:
+        return None
     return conn.respond(404, "Not Found\n")
 
 
