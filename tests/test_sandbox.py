@@ -74,7 +74,9 @@ def read_turn(ws: websocket.WebSocket, limit: int = 200) -> list[str]:
         messages.append(ws.recv())
         text = "".join(messages)
         complete = text[: text.rfind(RS) + 1]
-        if any(json.loads(part)["type"] == 3 for part in complete.split(RS) if part):
+        if any(
+            json.loads(part).get("type") == 3 for part in complete.split(RS) if part
+        ):
             return messages
     raise AssertionError("no type 3 within the limit")
 
@@ -282,6 +284,17 @@ def test_chathub_turn_sends_search_progress_unless_nosearchall(sandbox):
     )
 
 
+def test_chathub_tolerates_handshake_ping_and_invocation_in_one_message(sandbox):
+    conversation = create(sandbox)
+    ws = open_chathub(sandbox, conversation)
+    ping = json.dumps({"type": 6}) + RS
+    ws.send(HANDSHAKE + ping + invocation(conversation.json()["conversationId"], "now"))
+    recs = records(read_turn(ws))
+    ws.close()
+    assert recs[:2] == [{}, {"type": 6}]
+    assert final_of(recs)["result"]["message"] == answer_for("now")
+
+
 def test_chathub_records_the_invocation_as_sent(sandbox):
     chat_turn(sandbox, "record me")
     sent = sandbox.received[-1]
@@ -321,7 +334,7 @@ def test_chathub_split_directive_cuts_every_record(sandbox):
 
 
 def final_of(recs: list[dict]) -> dict:
-    return next(r for r in recs if r["type"] == 2)["item"]
+    return next(r for r in recs if r.get("type") == 2)["item"]
 
 
 def test_chathub_unicode_survives_split_records(sandbox):
