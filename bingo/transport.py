@@ -43,7 +43,9 @@ def proxy_for(settings: Settings, url: str) -> str:
     return settings.proxy
 
 
-def http_json(settings: Settings, method: str, url: str, headers: Mapping[str, str], what: str) -> tuple[requests.Response, object]:
+def http_json(
+    settings: Settings, method: str, url: str, headers: Mapping[str, str], what: str, body: object = None,
+) -> tuple[requests.Response, object]:
     """Make one HTTP call and decode its JSON body; returns (response, body or None).
 
     A body that is empty or not JSON comes back as None for the caller to judge;
@@ -54,7 +56,7 @@ def http_json(settings: Settings, method: str, url: str, headers: Mapping[str, s
         session.trust_env = False  # proxies come from Settings, read in one place
         try:
             response = session.request(
-                method, url, headers=dict(headers),
+                method, url, headers=dict(headers), json=body,
                 proxies={"http": proxy, "https": proxy} if proxy else None,
                 timeout=(settings.connect_timeout, settings.connect_timeout),
             )
@@ -63,10 +65,10 @@ def http_json(settings: Settings, method: str, url: str, headers: Mapping[str, s
         except requests.RequestException as exc:
             raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
     try:
-        body = response.json() if response.content.strip() else None
+        decoded = response.json() if response.content.strip() else None
     except ValueError:
-        body = None
-    return response, body
+        decoded = None
+    return response, decoded
 
 
 def open_websocket(settings: Settings, url: str, headers: Mapping[str, str], what: str) -> websocket.WebSocket:
@@ -103,12 +105,12 @@ def _refused(status: int, what: str) -> BingoError:
     if status in (401, 403):
         return UpstreamRejected(
             f"{what} was refused with HTTP {status}: the cookie or the signature was not accepted. "
-            "Refresh the cookie from a signed-in browser session."
+            "Refresh the cookie (BING_COOKIE or COPILOT_COOKIE) from a signed-in browser session."
         )
     if status == 200:
         return UpstreamBlocked(
-            f"{what} answered a web page instead of a websocket: Bing does not serve chat to this "
-            "IP address or region. Use a proxy in a supported region (HTTPS_PROXY)."
+            f"{what} answered a web page instead of a websocket: the service does not serve chat "
+            "to this IP address or region. Use a proxy in a supported region (HTTPS_PROXY)."
         )
     return UpstreamUnavailable(f"{what} was refused with HTTP {status}.")
 

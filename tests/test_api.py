@@ -6,7 +6,6 @@ import json
 import pytest
 
 from bingo import create_app
-from bingo.sandbox import answer_for
 from tests.conftest import with_settings
 from tests.helpers import content_of, expected_content, read_sse
 

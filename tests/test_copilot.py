@@ -22,13 +22,13 @@ from bingo.config import Settings
 from bingo.copilot import (
     CONSENTS,
     SET_OPTIONS,
-    CopilotTracker,
     CopilotTurn,
     build_send,
     chat_url,
     open_copilot_turn,
     render_prompt,
 )
+from bingo.copilot_events import CopilotTracker
 from bingo.events import Delta, Finish, Progress, Source, TurnRequest
 from bingo.models import resolve_model
 from bingo.prompt import Prompt
