@@ -4,11 +4,7 @@
 # Usage: bash scripts/demo.sh      (Ctrl-C stops both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=${BINGO_VENV:-.venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[sandbox]'
+EXTRAS=sandbox source scripts/venv.sh
 "$venv/bin/python" -m bingo.sandbox --port 8765 &
 sandbox=$!
 trap 'kill $sandbox 2>/dev/null || true' EXIT INT TERM

@@ -3,11 +3,7 @@
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=${BINGO_VENV:-.venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[test]'
+EXTRAS=test source scripts/venv.sh
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules ]; then
   (cd tests/node && npm ci --silent --no-audit --no-fund) || echo "npm install failed: the Node SDK test will be skipped"
 fi
