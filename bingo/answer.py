@@ -71,7 +71,7 @@ class AnswerTracker:
             return self._filter("Bing retracted its answer (Apology)", text)
         if self._answer_id is None:
             self._answer_id = message.get("messageId")
-        elif message.get("messageId") != self._answer_id:
+        elif message.get("messageId") != self._answer_id and not final:
             return []  # another answer-shaped card (ads, follow-ups): not this answer
         self._collect_extras(message)
         return self._diff(text, final)
@@ -123,7 +123,9 @@ class AnswerTracker:
         for message in answers:
             if self._answer_id is not None and message.get("messageId") == self._answer_id:
                 return message
-        return answers[-1] if answers and self._answer_id is None else None
+        # No id match (or nothing streamed): the last answer-shaped message; the diff
+        # then refuses anything that does not continue what was already sent.
+        return answers[-1] if answers else None
 
 
 def answer_text(message: dict) -> str:

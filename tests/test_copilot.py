@@ -38,7 +38,7 @@ from bingo.upstream import open_turn
 from tests.conftest import with_settings
 from tests.helpers import content_of, read_sse
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
+CAPTURES = Path(__file__).resolve().parent / "captures"
 CAPTURE_FILES = sorted(CAPTURES.glob("*.copilot.jsonl"))
 SEND = build_send("conv-id", TurnRequest(resolve_model("copilot"), Prompt("Hi", "")))
 
