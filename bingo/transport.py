@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-from urllib.request import proxy_bypass_environment
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 import requests
 import websocket
@@ -44,7 +44,7 @@ def proxy_for(settings: Settings, url: str) -> str:
 
 
 def http_json(
-    settings: Settings, method: str, url: str, headers: Mapping[str, str], what: str, body: object = None,
+    settings: Settings, method: str, url: str, headers: Mapping[str, str], what: str, body: dict | None = None,
 ) -> tuple[requests.Response, object]:
     """Make one HTTP call and decode its JSON body; returns (response, body or None).
 
@@ -160,6 +160,7 @@ class FrameReader:
         self._idle_at = time.monotonic() + deadlines.idle
         self._quiet_since = time.monotonic()
         self._poll = select.poll()
+        assert ws.sock is not None, "FrameReader needs a connected websocket"
         self._poll.register(ws.sock.fileno(), select.POLLIN)
         if watch is not None:
             self._poll.register(watch.fileno(), select.POLLIN)

@@ -53,6 +53,7 @@ def parse_request(body: dict, *, legacy: bool, deployment: str | None = None) ->
     """Validate an OpenAI request body; raises InvalidRequest naming the param."""
     model_name = deployment or _model_name(body)
     # A legacy path means text completions unless the body is clearly a chat one.
+    messages: tuple[Message, ...]
     if ("prompt" in body or legacy) and ("messages" not in body or (legacy and "prompt" in body)):
         kind, messages = "text", (Message("user", _prompt(body.get("prompt"))),)
     else:
