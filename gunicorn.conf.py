@@ -20,3 +20,6 @@ accesslog = "-"
 errorlog = "-"
 # Only the request line and status: never headers, which carry API keys.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# gunicorn 24+ opens an admin socket in ~/.gunicorn; a PaaS dyno has no use for it,
+# and two gateways on one machine (tests, benchmarks) would fight over its path.
+control_socket_disable = True

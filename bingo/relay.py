@@ -70,7 +70,7 @@ def open_stream(chat: ChatRequest, turn: Turn, settings: Settings) -> Iterator[s
     Waits at most one keep-alive interval (well inside Heroku's 30 s first-byte
     window); errors raised meanwhile propagate to the view, closing the turn.
     """
-    events = turn.events()
+    started, events = time.monotonic(), turn.events()
     head: list[Event] = []
     try:
         for event in events:
@@ -80,12 +80,12 @@ def open_stream(chat: ChatRequest, turn: Turn, settings: Settings) -> Iterator[s
     except BaseException:
         turn.close()
         raise
-    return _stream(chat, turn, chain(head, events))
+    return _stream(chat, turn, chain(head, events), started)
 
 
-def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event]) -> Iterator[str]:
-    started, answer, ids = time.monotonic(), Answer(chat), wire.new_ids(chat)
-    outcome = "ok"
+def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event], started: float) -> Iterator[str]:
+    answer, ids = Answer(chat), wire.new_ids(chat)
+    outcome = "client gone"  # unless the stream gets to its end or to an error
     try:
         role = wire.build_role_chunk(chat, ids)
         if role:
@@ -106,8 +106,9 @@ def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event]) -> Iterator[
         if chat.include_usage:
             yield sse.event(wire.build_usage_chunk(chat, ids, answer.text))
         yield sse.DONE
+        outcome = "ok"
     except ClientDisconnected:
-        outcome = "client gone"
+        pass
     except BingoError as exc:
         outcome = f"{type(exc).__name__} in stream"
         yield sse.event(exc.to_body())
