@@ -1,0 +1,87 @@
+"""What one benchmark run does: traffic shape, repetitions, concurrency ramp, outputs.
+
+The defaults finish in about five minutes on a 2-core machine; `--quick` is a smoke
+run of every phase with tiny counts that finishes in well under 20 seconds.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+
+@dataclass(frozen=True)
+class Options:
+    """One run's knobs; every count and wait here is a bound, not a hope."""
+
+    chars: int = 2000  # answer length (the sandbox pads the echo to this)
+    updates: int = 100  # cumulative updates per answer
+    delay: float = 0.05  # seconds the upstream waits before each update
+    warmup: int = 2  # answers per side before anything is measured
+    ttft_rounds: int = 100  # concurrency-1 first-token rounds per side
+    cpu_answers: int = 60  # answers per side for the CPU figure
+    cpu_concurrency: int = 20  # streams at once in the CPU phase (one wave)
+    ramp: tuple[int, ...] = (50, 100, 200, 300)  # concurrent streams per step
+    spread: float = 1.0  # a step's streams start evenly over this many seconds
+    target_n: int = 200  # the N the targets are judged at
+    slow_first: float = 35.0  # upstream silence before its first frame (figure 5)
+    keepalive: float | None = None  # BINGO_KEEPALIVE_SECONDS; None: gateway default
+    stream_timeout: float = 120.0  # one step's streams must all end within this
+    pin: bool = True  # measured process on a core of its own (see cpus.py)
+    json_path: Path = OUT_DIR / "bench.json"
+    quick: bool = False
+
+
+QUICK = Options(
+    delay=0.005,
+    warmup=1,
+    ttft_rounds=5,
+    cpu_answers=2,
+    cpu_concurrency=1,
+    ramp=(4, 8),
+    spread=0.1,
+    target_n=8,
+    slow_first=3.0,
+    keepalive=1.0,
+    stream_timeout=30.0,
+    json_path=OUT_DIR / "bench-quick.json",
+    quick=True,
+)
+
+
+def parse_options(argv: list[str] | None = None) -> Options:
+    """Options from the command line; --quick picks the smoke profile first."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny N, few repetitions (< 20 s)")
+    parser.add_argument("--json", type=Path, help="where to write the JSON (default bench/out/)")
+    parser.add_argument("--ramp", help="comma-separated concurrency steps, e.g. 50,100,200,300")
+    parser.add_argument("--target-n", type=int, help="the N the targets are judged at")
+    parser.add_argument("--delay", type=float, help="seconds before each upstream update")
+    parser.add_argument("--ttft-rounds", type=int, help="first-token rounds per side")
+    parser.add_argument("--cpu-answers", type=int, help="answers per side for the CPU figure")
+    parser.add_argument("--no-pin", action="store_true", help="let the OS place every process")
+    args = parser.parse_args(argv)
+    options = QUICK if args.quick else Options()
+    changes: dict[str, object] = {}
+    if args.json:
+        changes["json_path"] = args.json
+    if args.no_pin:
+        changes["pin"] = False
+    if args.ramp:
+        changes["ramp"] = tuple(sorted({_positive(int(n)) for n in args.ramp.split(",")}))
+    for name in ("target_n", "delay", "ttft_rounds", "cpu_answers"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = _positive(value) if name != "delay" else max(0.0, value)
+    options = replace(options, **changes)
+    if options.target_n not in options.ramp:
+        options = replace(options, ramp=tuple(sorted({*options.ramp, options.target_n})))
+    return options
+
+
+def _positive(value: int) -> int:
+    if value < 1 or value > 2000:
+        raise SystemExit(f"counts must be between 1 and 2000, not {value}")
+    return value
