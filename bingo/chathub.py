@@ -27,7 +27,16 @@ from .errors import (
 )
 from .events import Event, TurnRequest
 from .invocation import build_invocation
-from .transport import USER_AGENT, Deadlines, FrameReader, close_websocket, http_json, open_websocket, send_json
+from .transport import (
+    USER_AGENT,
+    Deadlines,
+    FrameReader,
+    close_websocket,
+    closed_on_failure,
+    http_json,
+    open_websocket,
+    send_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +108,9 @@ def open_chathub_turn(settings: Settings, request: TurnRequest) -> ChatHubTurn:
     """Create a conversation, open the hub, handshake and send the question."""
     conversation = create_conversation(settings)
     ws = open_websocket(settings, hub_url(settings, conversation), _browser_headers(settings), HUB)
-    turn = ChatHubTurn(ws, settings, request)
-    try:
+    with closed_on_failure(ws):
+        turn = ChatHubTurn(ws, settings, request)
         turn.start(build_invocation(conversation, request, settings))
-    except BaseException:
-        turn.close()
-        raise
     return turn
 
 

@@ -28,7 +28,16 @@ from .events import Event, TurnRequest
 from .prompt import Prompt
 from .sse import dumps
 from .copilot_events import CHAT, CopilotTracker, parse_frame
-from .transport import USER_AGENT, Deadlines, FrameReader, close_websocket, http_json, open_websocket, send_json
+from .transport import (
+    USER_AGENT,
+    Deadlines,
+    FrameReader,
+    close_websocket,
+    closed_on_failure,
+    http_json,
+    open_websocket,
+    send_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +145,9 @@ def open_copilot_turn(settings: Settings, request: TurnRequest) -> CopilotTurn:
     conversation_id = create_conversation(settings)
     url = chat_url(settings, str(uuid.uuid4()))
     ws = open_websocket(settings, url, _upgrade_headers(settings), CHAT)
-    turn = CopilotTurn(ws, settings, request, build_send(conversation_id, request))
-    try:
+    with closed_on_failure(ws):
+        turn = CopilotTurn(ws, settings, request, build_send(conversation_id, request))
         turn.start()
-    except BaseException:
-        turn.close()
-        raise
     return turn
 
 

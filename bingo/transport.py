@@ -10,7 +10,8 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
@@ -128,6 +129,16 @@ def close_websocket(ws: websocket.WebSocket | None) -> None:
     except (OSError, websocket.WebSocketException):
         pass
     ws.shutdown()
+
+
+@contextmanager
+def closed_on_failure(ws: websocket.WebSocket) -> Iterator[None]:
+    """Close the socket if opening the turn on it fails in any way, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        close_websocket(ws)
+        raise
 
 
 def send_json(ws: websocket.WebSocket, payload: str, what: str) -> None:
