@@ -190,5 +190,5 @@ class ChatHubTurn:
 
 
 def _said(record: dict) -> str:
-    error = record.get("error")
+    error = str(record.get("error") or "").rstrip(".")
     return f": {error}" if error else ""

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import relay, sse, wire
 from .config import Settings
@@ -31,7 +32,7 @@ def current_settings() -> Settings:
 def completions(prefix: str = "") -> Response:
     settings = current_settings()
     check_api_key(settings)
-    body = wire.parse_body(request.get_data(cache=False))
+    body = wire.parse_body(_read_body(settings))
     prefix = f"{prefix}/"
     deployment = _AZURE_DEPLOYMENT.search(prefix)
     chat = wire.parse_request(
@@ -72,6 +73,18 @@ def healthz() -> Response:
 def openapi() -> Response:
     """The gateway's own API description, for client generators and contract tests."""
     return Response(_OPENAPI.read_bytes(), mimetype="application/json")
+
+
+def _read_body(settings: Settings) -> bytes:
+    """The request body; 413 when it is over the limit, chunked bodies included.
+
+    Werkzeug stops a chunked body at MAX_CONTENT_LENGTH without raising, which
+    would hand the parser a truncated body; one more byte tells the two apart.
+    """
+    raw = request.get_data(cache=False)
+    if len(raw) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def check_api_key(settings: Settings) -> None:

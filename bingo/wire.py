@@ -14,6 +14,7 @@ from .errors import InvalidRequest
 from .models import DEFAULT_MODEL, Model, resolve_model
 
 MAX_STOP_SEQUENCES = 4
+MAX_MODEL_CHARS = 256  # the name is echoed in every chunk: keep it a name
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ def parse_body(raw: bytes) -> dict:
     """Decode a request body as a JSON object, whatever its Content-Type said."""
     try:
         body = json.loads(raw)
+        # JSON may escape lone surrogates ("\ud800") that no UTF-8 response or
+        # upstream frame can carry; refuse them here, before any upstream call.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):
         raise InvalidRequest(
             "We could not parse the JSON body of your request. Send a JSON object, "
@@ -75,8 +79,11 @@ def _model_name(body: dict) -> str:
     name = body.get("model")
     if name is None:
         return DEFAULT_MODEL.id
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidRequest("'model' must be a non-empty string such as \"Creative\".", param="model")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"'model' must be a non-empty string of at most {MAX_MODEL_CHARS} characters, such as \"Creative\".",
+            param="model",
+        )
     return name
 
 

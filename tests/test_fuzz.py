@@ -337,8 +337,6 @@ LONE_SURROGATES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a lone surrogate escape passes wire.parse_body, then UnicodeEncodeError "
-                                       "(websocket send or response encode) is a 500, after a Bing conversation was opened")
 @pytest.mark.parametrize("raw", list(LONE_SURROGATES.values()), ids=list(LONE_SURROGATES))
 def test_lone_surrogate_escapes_are_a_400_before_any_upstream_call(fuzz, sandbox_server, raw):
     creates = sandbox_server.stats()["creates"]

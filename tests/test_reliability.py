@@ -91,7 +91,6 @@ class Exchange:
 
 
 EXCHANGES: list[Exchange] = []  # complete responses, checked against the OpenAPI document
-KNOWN_BUGS: list[Exchange] = []  # responses of the xfail tests: kept out of the contract check
 RAW_RESPONSES: list[bytes] = []  # partial responses of abandoned requests (secrets check only)
 GATEWAYS: list[Gateway] = []  # every gunicorn this module started, for their logs
 _RECORD_LOCK = threading.Lock()
@@ -115,14 +114,6 @@ def call(gw: Gateway, method: str, path: str, body: object = None, *, key: str |
         connection.close()
     with _RECORD_LOCK:
         EXCHANGES.append(exchange)
-    return exchange
-
-
-def quarantine(exchange: Exchange) -> Exchange:
-    """Move an xfail test's response out of the contract check (the secrets check still sees it)."""
-    with _RECORD_LOCK:
-        EXCHANGES.remove(exchange)
-        KNOWN_BUGS.append(exchange)
     return exchange
 
 
@@ -850,11 +841,9 @@ def test_chunked_body_under_the_limit_is_served(tight, sandbox):
     assert answer_of(exchange) == expected_content(prompt)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Werkzeug stops reading a chunked body at MAX_CONTENT_LENGTH without raising, "
-                                       "so routes.py parses a truncated body: 400 'could not parse the JSON body', not 413")
 def test_chunked_body_over_the_limit_is_a_413(tight, sandbox):
     creates = sandbox.stats()["creates"]
-    exchange = quarantine(post_with_requests(tight, chunks_of(padded_body(unique("too big"), MAX_BODY + 65536))))
+    exchange = post_with_requests(tight, chunks_of(padded_body(unique("too big"), MAX_BODY + 65536)))
     assert_worker_healthy(tight)
     assert sandbox.stats()["creates"] == creates + 1  # only the health check's own request
     assert (exchange.status, exchange.json()["error"]["code"]) == (413, "request_too_large")
@@ -925,15 +914,13 @@ def test_keys_are_compared_with_compare_digest_against_every_key(settings, monke
     assert {a for a, _ in calls} == {(header or "").encode()}
 
 
-# -- xfail: bugs outside this file's reach, pinned until fixed ------------------------------
+# -- bugs this suite found, fixed in bingo/ -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a lone surrogate escape in `model` reaches the stream encoder: "
-                                       "gunicorn answers a bare 500 (not OpenAI JSON) after a Bing conversation was spent")
 def test_lone_surrogate_in_model_is_an_openai_400_over_gunicorn(tight, sandbox):
     creates = sandbox.stats()["creates"]
     raw = b'{"model": "Creative\\ud800", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
-    exchange = quarantine(call(tight, "POST", "/v1/chat/completions", raw))
+    exchange = call(tight, "POST", "/v1/chat/completions", raw)
     spent = sandbox.stats()["creates"] - creates
     assert_worker_healthy(tight)
     assert exchange.status == 400 and exchange.json()["error"]["type"] == "invalid_request_error"
@@ -1135,7 +1122,7 @@ def test_secrets_never_appear_in_logs_bodies_or_headers(tight, sandbox):
     assert any(COOKIE_VALUES["_U"] in (r["headers"].get("Cookie") or "") for r in sandbox.requests)
     pieces = secret_pieces()
     leaks = []
-    for exchange in [*EXCHANGES, *KNOWN_BUGS]:
+    for exchange in EXCHANGES:
         text = "\n".join(f"{k}: {v}" for k, v in exchange.headers) + "\n" + exchange.body.decode("utf-8", "replace")
         leaks += [(f"{exchange.method} {exchange.path} {exchange.status}", p) for p in pieces if p in text]
     for raw in RAW_RESPONSES:
