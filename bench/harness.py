@@ -82,7 +82,9 @@ def running(options: Options) -> Iterator[Harness]:
         os.sched_setaffinity(0, placement.others)
         sandbox = SandboxProcess(out / "sandbox.log", placement.others)
         started.append(sandbox)
-        gateway = GatewayProcess(sandbox.upstream, out / "gunicorn.log", options.keepalive, placement.measured)
+        gateway = GatewayProcess(
+            sandbox.upstream, out / "gunicorn.log", options.keepalive, placement.measured, dict(options.gateway_env)
+        )
         started.append(gateway)
         direct = DirectProcess(out / "direct.log", placement.measured)
         started.append(direct)

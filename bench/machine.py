@@ -24,7 +24,7 @@ def _free() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     mem = next((line for line in lines if line.startswith("Mem:")), "")
-    return " ".join(mem.split()[:2]) if mem else "unknown"
+    return f"{mem.split()[1]} RAM" if mem else "unknown"
 
 
 def _cpu_model() -> str:

@@ -30,6 +30,7 @@ class Options:
     keepalive: float | None = None  # BINGO_KEEPALIVE_SECONDS; None: gateway default
     stream_timeout: float = 120.0  # one step's streams must all end within this
     pin: bool = True  # measured process on a core of its own (see cpus.py)
+    gateway_env: tuple[tuple[str, str], ...] = ()  # extra environment for gunicorn
     json_path: Path = OUT_DIR / "bench.json"
     quick: bool = False
 
@@ -62,6 +63,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--ttft-rounds", type=int, help="first-token rounds per side")
     parser.add_argument("--cpu-answers", type=int, help="answers per side for the CPU figure")
     parser.add_argument("--no-pin", action="store_true", help="let the OS place every process")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the gateway, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     args = parser.parse_args(argv)
     options = QUICK if args.quick else Options()
     changes: dict[str, object] = {}
@@ -69,6 +72,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         changes["json_path"] = args.json
     if args.no_pin:
         changes["pin"] = False
+    if args.gateway_env:
+        changes["gateway_env"] = tuple(_pair(item) for item in args.gateway_env)
     if args.ramp:
         changes["ramp"] = tuple(sorted({_positive(int(n)) for n in args.ramp.split(",")}))
     for name in ("target_n", "delay", "ttft_rounds", "cpu_answers"):
@@ -79,6 +84,13 @@ def parse_options(argv: list[str] | None = None) -> Options:
     if options.target_n not in options.ramp:
         options = replace(options, ramp=tuple(sorted({*options.ramp, options.target_n})))
     return options
+
+
+def _pair(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--gateway-env takes NAME=VALUE, not {item!r}")
+    return name, value
 
 
 def _positive(value: int) -> int:

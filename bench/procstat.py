@@ -31,6 +31,14 @@ def status(pid: int) -> dict[str, int]:
     return {"rss_kb": found.get("VmRSS", 0), "threads": found.get("Threads", 0)}
 
 
+def pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages split between the processes sharing them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def children(pid: int) -> list[int]:
     """Process ids whose parent is `pid`."""
     found = []

@@ -13,6 +13,8 @@ from .harness import Harness, running
 from .options import Options
 from .traffic import MODEL, prompt_for
 
+DEFAULT_THREADS = 256  # gunicorn.conf.py: threads = BINGO_THREADS or 256
+
 
 def _warm_up(h: Harness) -> dict:
     """Both sides answer a few times first (imports, pools, lazily built tables)."""
@@ -38,6 +40,8 @@ def run(options: Options) -> dict:
             "worker_idle_rss_kb": idle["rss_kb"],
             "worker_idle_threads": idle["threads"],
             "master_rss_kb": procstat.status(h.gateway.master_pid)["rss_kb"],
+            # RSS counts pages the forked worker shares with the master twice; PSS does not.
+            "master_plus_worker_pss_kb": procstat.pss_kb(h.gateway.master_pid) + procstat.pss_kb(h.gateway.worker_pid),
         }
         first = latency.first_token(h)
         cpu = capacity.cpu_per_answer(h)
@@ -50,8 +54,10 @@ def run(options: Options) -> dict:
         "options": {k: (str(v) if k == "json_path" else v) for k, v in vars(options).items()},
         "gateway": {
             "command": command,
-            "one_worker": True,
+            "workers": 1,
+            "threads": int(dict(options.gateway_env).get("BINGO_THREADS", DEFAULT_THREADS)),
             "keepalive_s": h.settings.keepalive_seconds,
+            "extra_env": dict(options.gateway_env),
             "log_tracebacks": log.count("Traceback"),
         },
         "baseline": describe(h.settings),

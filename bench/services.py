@@ -114,7 +114,9 @@ class SandboxProcess(Managed):
 class GatewayProcess(Managed):
     """The Procfile command, one worker, bound to loopback, pointed at the sandbox."""
 
-    def __init__(self, upstream: Upstream, log_path: Path, keepalive: float | None, cpus: frozenset[int]) -> None:
+    def __init__(
+        self, upstream: Upstream, log_path: Path, keepalive: float | None, cpus: frozenset[int], extra_env: dict[str, str]
+    ) -> None:
         self.port = free_port()
         env = clean_env(
             PORT=str(self.port),
@@ -128,6 +130,7 @@ class GatewayProcess(Managed):
         env.pop("BINGO_THREADS", None)
         if keepalive is not None:
             env["BINGO_KEEPALIVE_SECONDS"] = f"{keepalive:g}"
+        env.update(extra_env)
         self.command = procfile_command()
         super().__init__(self.command, env, log_path, cpus, stdout=subprocess.DEVNULL)
         try:
