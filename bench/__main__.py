@@ -1,4 +1,5 @@
 """`python -m bench [--quick] [--json PATH]`: run, print the table, write the JSON."""
+
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,7 @@ measured alone on identical ground, and the HTTP client's work does not land on 
 gateway's core (in production the client is on another machine). Children inherit
 the mask at fork, so spawning under `spawn_on` pins a whole process tree.
 """
+
 from __future__ import annotations
 
 import contextlib

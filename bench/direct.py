@@ -7,6 +7,7 @@ its own process (`python -m bench.direct`: one JSON job per line on stdin, one J
 result per line on stdout), so its CPU is counted apart and it sits on the same core
 the gateway worker gets.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,16 @@ def describe(settings: Settings) -> str:
     )
 
 
-def make_settings(create_url: str, chathub_url: str, keepalive: float | None) -> Settings:
+def make_settings(
+    create_url: str, chathub_url: str, keepalive: float | None
+) -> Settings:
     """The gateway's defaults, pointed at the sandbox, as the gateway reads them."""
     settings = Settings(create_url=create_url, chathub_url=chathub_url)
-    return settings if keepalive is None else replace(settings, keepalive_seconds=keepalive)
+    return (
+        settings
+        if keepalive is None
+        else replace(settings, keepalive_seconds=keepalive)
+    )
 
 
 @dataclass
@@ -61,19 +68,27 @@ class DirectResult:
 
     @property
     def intact(self) -> bool:
-        return self.error is None and self.finish_reason == "stop" and self.text == direct_answer(self.prompt)
+        return (
+            self.error is None
+            and self.finish_reason == "stop"
+            and self.text == direct_answer(self.prompt)
+        )
 
 
-def read_turn(settings: Settings, prompt: str, first_only: bool = False) -> DirectResult:
+def read_turn(
+    settings: Settings, prompt: str, first_only: bool = False
+) -> DirectResult:
     """One turn, read to its Finish (or to its first delta when `first_only`)."""
     result = DirectResult(prompt, started=time.monotonic())
     try:
-        turn = open_chathub_turn(settings, TurnRequest(resolve_model(MODEL), Prompt(prompt, "")))
-    except Exception as exc:  # the benchmark counts failures, it does not stop on them
+        turn = open_chathub_turn(
+            settings, TurnRequest(resolve_model(MODEL), Prompt(prompt, ""))
+        )
+    except Exception as exc:  # noqa: BLE001  # the benchmark counts failures, it does not stop on them
         result.error = f"{type(exc).__name__}: {exc}"
         return result
     try:
-        result.utf8_skipped = getattr(getattr(turn, "_ws", None), "skip_utf8_validation", None)
+        result.utf8_skipped = _utf8_skipped(turn)
         for event in turn.events():
             if isinstance(event, Delta) and event.text:
                 result.delta_times.append(time.monotonic())
@@ -83,7 +98,7 @@ def read_turn(settings: Settings, prompt: str, first_only: bool = False) -> Dire
             elif isinstance(event, Finish):
                 result.finish_reason = event.reason
                 break
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         turn.close()
@@ -91,7 +106,15 @@ def read_turn(settings: Settings, prompt: str, first_only: bool = False) -> Dire
     return result
 
 
-def read_turns(settings: Settings, prompts: list[str], seconds: float, spread: float = 0.0) -> list[DirectResult]:
+def _utf8_skipped(turn: object) -> bool | None:
+    """websocket-client's setting on the socket this turn really reads (None if hidden)."""
+    frames = getattr(getattr(turn, "_ws", None), "frame_buffer", None)
+    return getattr(frames, "skip_utf8_validation", None)
+
+
+def read_turns(
+    settings: Settings, prompts: list[str], seconds: float, spread: float = 0.0
+) -> list[DirectResult]:
     """One thread per prompt, released by a barrier, starting evenly over `spread` s."""
     results: list[DirectResult | None] = [None] * len(prompts)
     barrier = threading.Barrier(len(prompts))
@@ -104,18 +127,26 @@ def read_turns(settings: Settings, prompts: list[str], seconds: float, spread: f
         time.sleep(spread * index / len(prompts))
         results[index] = read_turn(settings, prompts[index])
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(prompts))]
+    threads = [
+        threading.Thread(target=work, args=(i,), daemon=True)
+        for i in range(len(prompts))
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + seconds + spread + JOIN_SECONDS
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    return [r or DirectResult(p, error=f"no result after {seconds:g} s") for p, r in zip(prompts, results)]
+    return [
+        r or DirectResult(p, error=f"no result after {seconds:g} s")
+        for p, r in zip(prompts, results)
+    ]
 
 
 def run_job(job: dict) -> dict:
     """One job: `first` (a first-token round) or `waves` (prompts, `concurrency` at a time)."""
-    settings = make_settings(job["create_url"], job["chathub_url"], job.get("keepalive"))
+    settings = make_settings(
+        job["create_url"], job["chathub_url"], job.get("keepalive")
+    )
     if job["kind"] == "first":
         result = read_turn(settings, job["prompt"], first_only=True)
         return {"result": asdict(result)}
@@ -123,7 +154,12 @@ def run_job(job: dict) -> dict:
     results: list[DirectResult] = []
     cpu_before, wall_before = time.process_time(), time.monotonic()
     for start in range(0, len(prompts), size):
-        results += read_turns(settings, prompts[start : start + size], job["seconds"], job.get("spread", 0.0))
+        results += read_turns(
+            settings,
+            prompts[start : start + size],
+            job["seconds"],
+            job.get("spread", 0.0),
+        )
     return {
         "cpu_seconds": time.process_time() - cpu_before,
         "wall_seconds": time.monotonic() - wall_before,

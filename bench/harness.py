@@ -4,6 +4,7 @@
 starts the sandbox, the gateway and the direct baseline (each in its own process),
 yields a Harness, and stops all three in `finally`, whatever happened in between.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,24 +33,51 @@ class Harness:
     settings: Settings  # what the direct baseline uses: the gateway's, in-process
     boot_rss_kb: int
 
-    def gateway_streams(self, prompts: list[str], stop_when: load.StopWhen | None = None, spread: float = 0.0) -> list[StreamResult]:
+    def gateway_streams(
+        self,
+        prompts: list[str],
+        stop_when: load.StopWhen | None = None,
+        spread: float = 0.0,
+    ) -> list[StreamResult]:
         """Streams through the gateway from this process, started over `spread` s."""
-        return load.run_streams(self.gateway.port, prompts, self.options.stream_timeout + spread, stop_when, spread)
+        return load.run_streams(
+            self.gateway.port,
+            prompts,
+            self.options.stream_timeout + spread,
+            stop_when,
+            spread,
+        )
 
     def _job(self, kind: str, **fields: object) -> dict:
-        job = {"kind": kind, "create_url": self.settings.create_url, "chathub_url": self.settings.chathub_url}
-        return {**job, "keepalive": self.options.keepalive, "seconds": self.options.stream_timeout, **fields}
+        job = {
+            "kind": kind,
+            "create_url": self.settings.create_url,
+            "chathub_url": self.settings.chathub_url,
+        }
+        return {
+            **job,
+            "keepalive": self.options.keepalive,
+            "seconds": self.options.stream_timeout,
+            **fields,
+        }
 
     def direct_first_token(self, prompt: str) -> DirectResult:
         """One baseline turn read to its first delta, in the baseline process."""
-        reply = self.direct.call(self._job("first", prompt=prompt), self.options.stream_timeout + BASELINE_GRACE)
+        reply = self.direct.call(
+            self._job("first", prompt=prompt),
+            self.options.stream_timeout + BASELINE_GRACE,
+        )
         return DirectResult(**reply["result"])
 
-    def direct_waves(self, prompts: list[str], concurrency: int, spread: float = 0.0) -> dict:
+    def direct_waves(
+        self, prompts: list[str], concurrency: int, spread: float = 0.0
+    ) -> dict:
         """Read prompts `concurrency` at a time in the baseline process; its CPU included."""
         waves = -(-len(prompts) // concurrency)
         seconds = waves * (self.options.stream_timeout + spread + BASELINE_GRACE)
-        job = self._job("waves", prompts=prompts, concurrency=concurrency, spread=spread)
+        job = self._job(
+            "waves", prompts=prompts, concurrency=concurrency, spread=spread
+        )
         return self.direct.call(job, seconds)
 
     def settle(self) -> None:
@@ -83,12 +111,18 @@ def running(options: Options) -> Iterator[Harness]:
         sandbox = SandboxProcess(out / "sandbox.log", placement.others)
         started.append(sandbox)
         gateway = GatewayProcess(
-            sandbox.upstream, out / "gunicorn.log", options.keepalive, placement.measured, dict(options.gateway_env)
+            sandbox.upstream,
+            out / "gunicorn.log",
+            options.keepalive,
+            placement.measured,
+            dict(options.gateway_env),
         )
         started.append(gateway)
         direct = DirectProcess(out / "direct.log", placement.measured)
         started.append(direct)
-        settings = make_settings(sandbox.upstream.create_url, sandbox.upstream.chathub_url, options.keepalive)
+        settings = make_settings(
+            sandbox.upstream.create_url, sandbox.upstream.chathub_url, options.keepalive
+        )
         boot = procstat.status(gateway.worker_pid)["rss_kb"]
         yield Harness(options, placement, sandbox, gateway, direct, settings, boot)
     finally:

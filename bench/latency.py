@@ -3,6 +3,7 @@
 First-token rounds alternate the side that goes first, so drift on a shared machine
 lands on both; each side hangs up at its first token. Times are in milliseconds.
 """
+
 from __future__ import annotations
 
 from .harness import Harness
@@ -68,7 +69,9 @@ def slow_first_byte(h: Harness) -> dict:
         "status": stream.status,
         "headers_s": headers,
         "first_byte_s": first_byte,
-        "before_upstream_s": difference(first_byte, seconds),  # negative: gateway spoke first
+        "before_upstream_s": difference(
+            first_byte, seconds
+        ),  # negative: gateway spoke first
         "heroku_limit_s": HEROKU_FIRST_BYTE_SECONDS,
         "errors": [stream.error] if stream.error else [],
     }

@@ -6,6 +6,7 @@ monotonic clock. Parsing happens after the run (or live, when a caller wants to 
 up at the first token), so the client stays cheap while the gateway is under load.
 Bounded by a deadline; every socket is closed in `finally`.
 """
+
 from __future__ import annotations
 
 import selectors
@@ -25,7 +26,9 @@ StopWhen = Callable[[StreamResult], bool]
 class _Load:
     """The open sockets of one run and what each has read so far."""
 
-    def __init__(self, port: int, prompts: Sequence[str], stop_when: StopWhen | None) -> None:
+    def __init__(
+        self, port: int, prompts: Sequence[str], stop_when: StopWhen | None
+    ) -> None:
         self.port = port
         self.prompts = prompts
         self.stop_when = stop_when
@@ -39,7 +42,9 @@ class _Load:
         result = self.results[index]
         result.started = time.monotonic()
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=CONNECT_SECONDS)
+            sock = socket.create_connection(
+                ("127.0.0.1", self.port), timeout=CONNECT_SECONDS
+            )
         except OSError as exc:
             result.error = f"connect failed: {exc}"
             return
@@ -88,7 +93,11 @@ class _Load:
 
 
 def run_streams(
-    port: int, prompts: Sequence[str], seconds: float, stop_when: StopWhen | None = None, spread: float = 0.0
+    port: int,
+    prompts: Sequence[str],
+    seconds: float,
+    stop_when: StopWhen | None = None,
+    spread: float = 0.0,
 ) -> list[StreamResult]:
     """One stream per prompt, started evenly over `spread` seconds, each read to its end.
 
@@ -107,7 +116,9 @@ def run_streams(
                 opened += 1
             now = time.monotonic()
             next_due = due[opened] if opened < len(prompts) else deadline
-            for key, _ in load.selector.select(max(0.0, min(1.0, deadline - now, next_due - now))):
+            for key, _ in load.selector.select(
+                max(0.0, min(1.0, deadline - now, next_due - now))
+            ):
                 load.read(key.fileobj, key.data)  # type: ignore[arg-type]
         for index in load.socks.values():
             load.results[index].error = f"still open after {seconds:g} s"

@@ -1,4 +1,5 @@
 """Describe the machine a run happened on, as RESULTS.md records it."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ def describe() -> dict[str, object]:
 
 def _free() -> str:
     try:
-        lines = subprocess.run(["free", "-h"], capture_output=True, text=True, timeout=5, check=False).stdout.splitlines()
+        lines = subprocess.run(
+            ["free", "-h"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.splitlines()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     mem = next((line for line in lines if line.startswith("Mem:")), "")

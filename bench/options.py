@@ -3,11 +3,13 @@
 The defaults finish in about five minutes on a 2-core machine; `--quick` is a smoke
 run of every phase with tiny counts that finishes in well under 20 seconds.
 """
+
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
@@ -55,19 +57,36 @@ QUICK = Options(
 def parse_options(argv: list[str] | None = None) -> Options:
     """Options from the command line; --quick picks the smoke profile first."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny N, few repetitions (< 20 s)")
-    parser.add_argument("--json", type=Path, help="where to write the JSON (default bench/out/)")
-    parser.add_argument("--ramp", help="comma-separated concurrency steps, e.g. 50,100,200,300")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny N, few repetitions (< 20 s)"
+    )
+    parser.add_argument(
+        "--json", type=Path, help="where to write the JSON (default bench/out/)"
+    )
+    parser.add_argument(
+        "--ramp", help="comma-separated concurrency steps, e.g. 50,100,200,300"
+    )
     parser.add_argument("--target-n", type=int, help="the N the targets are judged at")
-    parser.add_argument("--delay", type=float, help="seconds before each upstream update")
+    parser.add_argument(
+        "--delay", type=float, help="seconds before each upstream update"
+    )
     parser.add_argument("--ttft-rounds", type=int, help="first-token rounds per side")
-    parser.add_argument("--cpu-answers", type=int, help="answers per side for the CPU figure")
-    parser.add_argument("--no-pin", action="store_true", help="let the OS place every process")
-    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for the gateway, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
+    parser.add_argument(
+        "--cpu-answers", type=int, help="answers per side for the CPU figure"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the OS place every process"
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the gateway, e.g. MALLOC_ARENA_MAX=2 (repeatable)",
+    )
     args = parser.parse_args(argv)
     options = QUICK if args.quick else Options()
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if args.json:
         changes["json_path"] = args.json
     if args.no_pin:
@@ -75,14 +94,18 @@ def parse_options(argv: list[str] | None = None) -> Options:
     if args.gateway_env:
         changes["gateway_env"] = tuple(_pair(item) for item in args.gateway_env)
     if args.ramp:
-        changes["ramp"] = tuple(sorted({_positive(int(n)) for n in args.ramp.split(",")}))
+        changes["ramp"] = tuple(
+            sorted({_positive(int(n)) for n in args.ramp.split(",")})
+        )
     for name in ("target_n", "delay", "ttft_rounds", "cpu_answers"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = _positive(value) if name != "delay" else max(0.0, value)
     options = replace(options, **changes)
     if options.target_n not in options.ramp:
-        options = replace(options, ramp=tuple(sorted({*options.ramp, options.target_n})))
+        options = replace(
+            options, ramp=tuple(sorted({*options.ramp, options.target_n}))
+        )
     return options
 
 

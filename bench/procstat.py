@@ -3,12 +3,14 @@
 `/proc/<pid>/stat` utime+stime covers every thread of the process, which is what a
 threaded gunicorn worker spends; children are not included.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.05
@@ -62,9 +64,11 @@ class PeakSampler:
         self._stop = threading.Event()
         self.peak_rss_kb = 0
         self.peak_threads = 0
-        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="bench-sampler", daemon=True
+        )
 
-    def __enter__(self) -> PeakSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -94,10 +98,12 @@ class Utilisation:
         self._pid = pid
         self.utilisation: float | None = None
 
-    def __enter__(self) -> Utilisation:
+    def __enter__(self) -> Self:
         self._cpu, self._wall = cpu_seconds(self._pid), time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = time.monotonic() - self._wall
-        self.utilisation = (cpu_seconds(self._pid) - self._cpu) / wall if wall > 0 else None
+        self.utilisation = (
+            (cpu_seconds(self._pid) - self._cpu) / wall if wall > 0 else None
+        )

@@ -1,6 +1,7 @@
 """Turn a run's result into the five figures, judged against the issue's targets,
 as a printed table and a JSON file.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,17 @@ def figures(result: dict) -> dict[str, object]:
 
 
 def _all_errors(result: dict) -> int:
-    count = len(result["first_token"]["errors"]) + len(result["slow_first"]["errors"]) + result["cpu"]["error_count"]
+    count = (
+        len(result["first_token"]["errors"])
+        + len(result["slow_first"]["errors"])
+        + result["cpu"]["error_count"]
+    )
     count += sum(s["errors"] for s in result["concurrency"]["steps"])
-    return count + len(result["warmup"]["gateway_errors"]) + len(result["warmup"]["direct_errors"])
+    return (
+        count
+        + len(result["warmup"]["gateway_errors"])
+        + len(result["warmup"]["direct_errors"])
+    )
 
 
 def _verdict(ok: bool | None) -> str:
@@ -56,20 +65,77 @@ def _vs(gateway: float | None, direct: float | None, unit: str = "") -> str:
 
 def rows(result: dict, fig: dict) -> list[tuple[str, str, str, str]]:
     """(figure, measured against the baseline, target, verdict) for the table."""
-    first, cpu, slow, memory = result["first_token"], result["cpu"], result["slow_first"], result["memory"]
+    first, cpu, slow, memory = (
+        result["first_token"],
+        result["cpu"],
+        result["slow_first"],
+        result["memory"],
+    )
     at_n, n, fail = _step(result, fig["n"]), fig["n"], fig["first_failing_n"]
     gaps = at_n["gap_ms"]
     return [
-        ("1 added TTFT, median (c=1)", f"{_f(fig['ttft_added_p50_ms'], 2)} ms {_vs(first['gateway_ms']['p50'], first['direct_ms']['p50'])}", "<= 1 ms", _verdict(_le(fig["ttft_added_p50_ms"], 1.0))),
-        ("1 added TTFT, p99 (c=1)", f"{_f(fig['ttft_added_p99_ms'], 2)} ms {_vs(first['gateway_ms']['p99'], first['direct_ms']['p99'])}", "reported", "-"),
-        ("2 CPU per answer", f"{_f(fig['cpu_ratio'], 2)}x {_vs(cpu['gateway_cpu_ms_per_answer'], cpu['direct_cpu_ms_per_answer'], ' ms')}, {cpu['answers']} answers, {cpu['concurrency']} at a time", "<= 1.5x", _verdict(_le(fig["cpu_ratio"], 1.5))),
-        (f"3 intact answers, N={n}", f"{fig['n_intact']}/{n}, {fig['n_errors']} errors (peak open {at_n['peak_open']['gateway']})", f"{n}/{n}, 0", _verdict(fig["n_intact"] == n and fig["n_errors"] == 0)),
-        (f"3 added gap p99, N={n} steady", f"{_f(fig['gap_added_p99_ms'])} ms {_vs(gaps['gateway']['steady']['p99'], gaps['direct']['steady']['p99'], ' ms')}", "<= 50 ms", _verdict(_le(fig["gap_added_p99_ms"], 50.0))),
-        (f"3 added gap p99, N={n} all", f"{_f(fig['gap_added_p99_all_ms'])} ms {_vs(gaps['gateway']['all']['p99'], gaps['direct']['all']['p99'], ' ms')}", "reported", "-"),
-        ("3 first failing N", "none" if fail is None else str(fail), f"> {n}", _verdict(fail is None or fail > n)),
-        ("4 RSS idle, worker", f"{_f(fig['idle_rss_mb'])} MB (master {_f(memory['master_rss_kb'] / MB)} MB; both, PSS {_f(memory['master_plus_worker_pss_kb'] / MB)} MB)", "<= 60 MB", _verdict(_le(fig["idle_rss_mb"], 60.0))),
-        (f"4 RSS per stream, N={n}", f"{_f(fig['kb_per_stream'])} KB ({_f(fig['rss_at_n_mb'])} MB at N)", "<= 256 KB", _verdict(_le(fig["kb_per_stream"], 256.0))),
-        ("5 first byte, slow upstream", f"{_f(fig['first_byte_s'], 2)} s (upstream silent {slow['upstream_silent_s']:g} s, keep-alive {slow['keepalive_s']:g} s)", "< 30 s", _verdict(None if fig["first_byte_s"] is None else fig["first_byte_s"] < 30.0)),
+        (
+            "1 added TTFT, median (c=1)",
+            f"{_f(fig['ttft_added_p50_ms'], 2)} ms {_vs(first['gateway_ms']['p50'], first['direct_ms']['p50'])}",
+            "<= 1 ms",
+            _verdict(_le(fig["ttft_added_p50_ms"], 1.0)),
+        ),
+        (
+            "1 added TTFT, p99 (c=1)",
+            f"{_f(fig['ttft_added_p99_ms'], 2)} ms {_vs(first['gateway_ms']['p99'], first['direct_ms']['p99'])}",
+            "reported",
+            "-",
+        ),
+        (
+            "2 CPU per answer",
+            f"{_f(fig['cpu_ratio'], 2)}x {_vs(cpu['gateway_cpu_ms_per_answer'], cpu['direct_cpu_ms_per_answer'], ' ms')}, {cpu['answers']} answers, {cpu['concurrency']} at a time",
+            "<= 1.5x",
+            _verdict(_le(fig["cpu_ratio"], 1.5)),
+        ),
+        (
+            f"3 intact answers, N={n}",
+            f"{fig['n_intact']}/{n}, {fig['n_errors']} errors (peak open {at_n['peak_open']['gateway']})",
+            f"{n}/{n}, 0",
+            _verdict(fig["n_intact"] == n and fig["n_errors"] == 0),
+        ),
+        (
+            f"3 added gap p99, N={n} steady",
+            f"{_f(fig['gap_added_p99_ms'])} ms {_vs(gaps['gateway']['steady']['p99'], gaps['direct']['steady']['p99'], ' ms')}",
+            "<= 50 ms",
+            _verdict(_le(fig["gap_added_p99_ms"], 50.0)),
+        ),
+        (
+            f"3 added gap p99, N={n} all",
+            f"{_f(fig['gap_added_p99_all_ms'])} ms {_vs(gaps['gateway']['all']['p99'], gaps['direct']['all']['p99'], ' ms')}",
+            "reported",
+            "-",
+        ),
+        (
+            "3 first failing N",
+            "none" if fail is None else str(fail),
+            f"> {n}",
+            _verdict(fail is None or fail > n),
+        ),
+        (
+            "4 RSS idle, worker",
+            f"{_f(fig['idle_rss_mb'])} MB (master {_f(memory['master_rss_kb'] / MB)} MB; both, PSS {_f(memory['master_plus_worker_pss_kb'] / MB)} MB)",
+            "<= 60 MB",
+            _verdict(_le(fig["idle_rss_mb"], 60.0)),
+        ),
+        (
+            f"4 RSS per stream, N={n}",
+            f"{_f(fig['kb_per_stream'])} KB ({_f(fig['rss_at_n_mb'])} MB at N)",
+            "<= 256 KB",
+            _verdict(_le(fig["kb_per_stream"], 256.0)),
+        ),
+        (
+            "5 first byte, slow upstream",
+            f"{_f(fig['first_byte_s'], 2)} s (upstream silent {slow['upstream_silent_s']:g} s, keep-alive {slow['keepalive_s']:g} s)",
+            "< 30 s",
+            _verdict(
+                None if fig["first_byte_s"] is None else fig["first_byte_s"] < 30.0
+            ),
+        ),
     ]
 
 
@@ -82,7 +148,12 @@ RAMP_HEAD = (
 def ramp_rows(result: dict) -> list[str]:
     lines = [RAMP_HEAD]
     for s in result["concurrency"]["steps"]:
-        gap, ttft, cpu, added = s["gap_ms"], s["first_token_ms"], s["cpu_ms_per_answer"], s["added_gap_p99_ms"]
+        gap, ttft, cpu, added = (
+            s["gap_ms"],
+            s["first_token_ms"],
+            s["cpu_ms_per_answer"],
+            s["added_gap_p99_ms"],
+        )
         lines.append(
             f"  {s['n']:<5} {s['peak_open']['gateway']:>4}  {s['gateway_intact']:>5} / {s['direct_intact']:<5}  {s['errors']:>4}  "
             f"{_f(gap['gateway']['steady']['p99']):>9} / {_f(gap['direct']['steady']['p99']):<9}      "
@@ -101,14 +172,22 @@ def render(result: dict) -> str:
     machine = result["machine"]
     lines = [
         f"bingo gateway vs direct ChatHub client: {machine['nproc']} CPUs, {machine['memory']}, Python {machine['python']}",
-        f"traffic: {result['traffic']['chars']} chars in {result['traffic']['updates']} cumulative updates, "
-        f"{result['traffic']['delay_s']:g} s apart, search progress and adaptive cards first",
+        (
+            f"traffic: {result['traffic']['chars']} chars in {result['traffic']['updates']} cumulative updates, "
+            f"{result['traffic']['delay_s']:g} s apart, search progress and adaptive cards first"
+        ),
         f"baseline: {result['baseline']}",
         f"placement: {result['placement']}",
         "",
     ]
-    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in table]
-    lines += ["", f"concurrency ramp (streams start over {result['concurrency']['spread_s']:g} s):"] + ramp_rows(result)
+    lines += [
+        f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}"
+        for a, b, c, d in table
+    ]
+    lines += [
+        "",
+        f"concurrency ramp (streams start over {result['concurrency']['spread_s']:g} s):",
+    ] + ramp_rows(result)
     threads = result["gateway"]["threads"]
     for s in result["concurrency"]["steps"]:
         if s["n"] > threads:
@@ -117,7 +196,9 @@ def render(result: dict) -> str:
                 f"  N={s['n']} is more than the worker's {threads} threads: {s['n'] - threads} streams wait for a "
                 f"free thread (TTFT p99 {_f(ttft['gateway']['p99'], 0)} ms vs {_f(ttft['direct']['p99'], 0)} ms direct)"
             )
-    lines.append(f"\nerrors in all phases: {fig['errors']}   run took {result['seconds']:.0f} s")
+    lines.append(
+        f"\nerrors in all phases: {fig['errors']}   run took {result['seconds']:.0f} s"
+    )
     return "\n".join(lines)
 
 

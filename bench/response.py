@@ -3,6 +3,7 @@
 Fed (time, bytes) pieces, either live or replayed after a run, it keeps for every
 event the time of the read that completed it. Pure: no sockets here.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,11 @@ class ResponseParser:
         lines = head.split("\r\n")
         self.result.status = int(lines[0].split()[1])
         self.result.headers_at = at
-        names = {line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
+        names = {
+            line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
+            for line in lines[1:]
+            if ":" in line
+        }
         self._chunked = names.get("transfer-encoding", "").lower() == "chunked"
 
     def _dechunk(self) -> None:
@@ -87,7 +92,9 @@ class ResponseParser:
 
     def _event(self, at: float, block: str) -> None:
         result = self.result
-        data = "\n".join(line[6:] for line in block.split("\n") if line.startswith("data: "))
+        data = "\n".join(
+            line[6:] for line in block.split("\n") if line.startswith("data: ")
+        )
         if not data:
             result.keepalives += block.startswith(":")
             return

@@ -3,6 +3,7 @@
 Order matters only for memory: idle RSS is read after a warm-up and before any
 concurrency, and every phase waits for the sandbox to close its sockets.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,8 +20,14 @@ DEFAULT_THREADS = 256  # gunicorn.conf.py: threads = BINGO_THREADS or 256
 def _warm_up(h: Harness) -> dict:
     """Both sides answer a few times first (imports, pools, lazily built tables)."""
     count = h.options.warmup
-    streams = [s for i in range(count) for s in h.gateway_streams([prompt_for(f"warm-gateway-{i}", h.options)])]
-    turns = h.direct_waves([prompt_for(f"warm-direct-{i}", h.options) for i in range(count)], 1)["results"]
+    streams = [
+        s
+        for i in range(count)
+        for s in h.gateway_streams([prompt_for(f"warm-gateway-{i}", h.options)])
+    ]
+    turns = h.direct_waves(
+        [prompt_for(f"warm-direct-{i}", h.options) for i in range(count)], 1
+    )["results"]
     h.settle()
     return {
         "gateway_errors": [s.error for s in streams if s.error],
@@ -41,7 +48,8 @@ def run(options: Options) -> dict:
             "worker_idle_threads": idle["threads"],
             "master_rss_kb": procstat.status(h.gateway.master_pid)["rss_kb"],
             # RSS counts pages the forked worker shares with the master twice; PSS does not.
-            "master_plus_worker_pss_kb": procstat.pss_kb(h.gateway.master_pid) + procstat.pss_kb(h.gateway.worker_pid),
+            "master_plus_worker_pss_kb": procstat.pss_kb(h.gateway.master_pid)
+            + procstat.pss_kb(h.gateway.worker_pid),
         }
         first = latency.first_token(h)
         cpu = capacity.cpu_per_answer(h)
@@ -51,11 +59,15 @@ def run(options: Options) -> dict:
         command = " ".join(h.gateway.command)
     return {
         "machine": machine.describe(),
-        "options": {k: (str(v) if k == "json_path" else v) for k, v in vars(options).items()},
+        "options": {
+            k: (str(v) if k == "json_path" else v) for k, v in vars(options).items()
+        },
         "gateway": {
             "command": command,
             "workers": 1,
-            "threads": int(dict(options.gateway_env).get("BINGO_THREADS", DEFAULT_THREADS)),
+            "threads": int(
+                dict(options.gateway_env).get("BINGO_THREADS", DEFAULT_THREADS)
+            ),
             "keepalive_s": h.settings.keepalive_seconds,
             "extra_env": dict(options.gateway_env),
             "log_tracebacks": log.count("Traceback"),

@@ -1,4 +1,5 @@
 """Order statistics for latency samples; nothing else."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ each side must produce for them, exactly.
 Every stream gets its own prompt, and the sandbox echoes the prompt at the start of
 the answer, so an answer that reached the wrong client cannot pass as intact.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,20 @@ def direct_answer(prompt: str) -> str:
 def gateway_answer(prompt: str) -> str:
     """What the gateway streams: citations as markdown footnotes, sources appended."""
     source = source_for(prompt)
-    return answer_for(prompt).replace("[^1^]", "[^1]") + f"\n\n[^1]: [{source.title}]({source.url})"
+    return (
+        answer_for(prompt).replace("[^1^]", "[^1]")
+        + f"\n\n[^1]: [{source.title}]({source.url})"
+    )
 
 
 def request_bytes(prompt: str, port: int) -> bytes:
     """One streamed chat completion, HTTP/1.1, closing the connection at the end."""
     body = json.dumps(
-        {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        {
+            "model": MODEL,
+            "stream": True,
+            "messages": [{"role": "user", "content": prompt}],
+        }
     ).encode()
     head = (
         f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
