@@ -1,8 +1,10 @@
 """Small test helpers: an SSE reader, free ports, waiting for a listener."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 import time
 
 
@@ -55,3 +57,18 @@ def expected_content(prompt: str) -> str:
 
     source = source_for(prompt)
     return answer_for(prompt).replace("[^1^]", "[^1]") + f"\n\n[^1]: [{source.title}]({source.url})"
+
+
+@contextlib.contextmanager
+def websocket_server(handler):
+    """Serve `handler(connection)` with websockets on a free loopback port; yields the port."""
+    from websockets.sync.server import serve
+
+    with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.socket.getsockname()[1]
+        finally:
+            server.shutdown()
+            thread.join(5)

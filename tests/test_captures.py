@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import serve
 
 from bingo import create_app, errors
 from bingo.chathub import open_chathub_turn
@@ -22,6 +21,7 @@ from bingo.events import Delta, Finish, TurnRequest
 from bingo.models import resolve_model
 from bingo.prompt import Prompt
 from tests.conftest import with_settings
+from tests.helpers import websocket_server
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
 RS = "\x1e"
@@ -84,13 +84,9 @@ class Replay:
 @pytest.fixture()
 def replay():
     script = Replay()
-    with serve(script.handle, "127.0.0.1", 0, max_size=None) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        script.url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/sydney/ChatHub"
+    with websocket_server(script.handle) as port:
+        script.url = f"ws://127.0.0.1:{port}/sydney/ChatHub"
         yield script
-        server.shutdown()
-        thread.join(5)
 
 
 @pytest.fixture()

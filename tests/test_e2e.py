@@ -221,12 +221,18 @@ def test_readme_shows_the_examples_verbatim():
         assert (ROOT / "examples" / name).read_text().strip() in readme, name
 
 
-@BOTH_UPSTREAMS
-def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox, model):
+def post_stream(gateway: Gateway, model: str, prompt: str) -> socket.socket:
+    """Send a stream request on a raw socket and return the socket, unread."""
     sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
-    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=60] [sandbox:delay=0.1]"}]})
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": prompt}]})
     sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    return sock
+
+
+@BOTH_UPSTREAMS
+def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox, model):
+    sock = post_stream(gateway, model, "[sandbox:updates=60] [sandbox:delay=0.1]")
     assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     assert sandbox.stats()["open"] >= 1
     sock.close()
@@ -236,10 +242,7 @@ def test_client_disconnect_closes_upstream_within_a_second(gateway, sandbox, mod
 @BOTH_UPSTREAMS
 def test_disconnect_while_upstream_is_silent_is_noticed(gateway, sandbox, model):
     """No write is pending, so only the socket watch can tell that the client left."""
-    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
-    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "[sandbox:slow-first=4]"}]})
-    sock.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
-                  f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    sock = post_stream(gateway, model, "[sandbox:slow-first=4]")
     time.sleep(0.3)
     assert sandbox.stats()["open"] >= 1
     sock.close()
