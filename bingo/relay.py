@@ -28,8 +28,12 @@ class Answer:
 
     def __init__(self, chat: ChatRequest) -> None:
         self._shaper = AnswerShaper(chat.stop)
-        self.text = ""
+        self._pieces: list[str] = []  # joined once at the end: no quadratic `+=`
         self.finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)
 
     def add(self, event: Delta | Finish) -> str:
         """Shape one event; returns the text to send (maybe ""), sets finish_reason."""
@@ -40,7 +44,7 @@ class Answer:
             piece = self._shaper.feed(event.text)
             if self._shaper.stopped:
                 self.finish_reason = "stop"
-        self.text += piece
+        self._pieces.append(piece)
         return piece
 
 
@@ -131,7 +135,7 @@ def _answer_events(events: Iterator[Event]) -> Iterator[Delta | Finish]:
 
 def _log(chat: ChatRequest, answer: Answer, started: float, outcome: str) -> None:
     log.info(
-        "turn model=%s upstream=%s stream=%s outcome=%s finish=%s chars=%d seconds=%.2f",
+        "turn model=%r upstream=%s stream=%s outcome=%s finish=%s chars=%d seconds=%.2f",
         chat.model_name, chat.model.upstream, chat.stream, outcome, answer.finish_reason,
         len(answer.text), time.monotonic() - started,
     )
