@@ -261,3 +261,13 @@ def test_stream_outlives_gunicorn_timeout(sandbox_server, tmp_path):
         assert "WORKER TIMEOUT" not in gw.log()
     finally:
         gw.stop()
+
+
+def test_bad_setting_stops_gunicorn_with_a_message_naming_it(tmp_path):
+    command = procfile_command()
+    command[0] = str(Path(sys.executable).with_name(command[0]))
+    port = free_port()
+    env = {**os.environ, "BINGO_IDLE_TIMEOUT": "soon", "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "BINGO_IDLE_TIMEOUT must be a number of seconds, not 'soon'" in done.stderr + done.stdout
