@@ -70,10 +70,15 @@ def _failures(streams: list[StreamResult], direct: list[dict]) -> list[str]:
 
 
 def cpu_per_answer(h: Harness) -> dict:
-    """CPU seconds per answer, gateway worker over the direct client's process."""
+    """CPU seconds per answer, gateway worker over the direct client's process.
+
+    Waves alternate between the sides; each wave's ratio is kept too, to show
+    how much a single wave would have wandered.
+    """
     size, spread = h.options.cpu_concurrency, h.options.spread
     waves = max(1, h.options.cpu_answers // size)
-    gateway_cpu = direct_cpu = 0.0
+    gateway_cpu, direct_cpu, wave_ratios = [], [], []
+    stat_before = h.worker_stat_cpu()
     streams: list[StreamResult] = []
     direct: list[dict] = []
     for wave in range(waves):
@@ -82,25 +87,31 @@ def cpu_per_answer(h: Harness) -> dict:
             [prompt_for(f"cpu-gateway-{wave}-{i}", h.options) for i in range(size)],
             spread=spread,
         )
-        gateway_cpu += h.worker_cpu() - before
+        gateway_cpu.append(h.worker_cpu() - before)
         h.settle()
         job = h.direct_waves(
             [prompt_for(f"cpu-direct-{wave}-{i}", h.options) for i in range(size)],
             size,
             spread,
         )
-        direct_cpu += job["cpu_seconds"]
+        direct_cpu.append(job["cpu_seconds"])
         direct += job["results"]
+        wave_ratios.append(ratio(gateway_cpu[-1], direct_cpu[-1]))
         h.settle()
     count = waves * size
     failures = _failures(streams, direct)
     return {
         "answers": count,
         "concurrency": size,
-        "gateway_cpu_ms_per_answer": gateway_cpu / count * 1000,
-        "direct_cpu_ms_per_answer": direct_cpu / count * 1000,
-        "ratio": ratio(gateway_cpu, direct_cpu),
-        "tick_ms": 1000 / h.ticks_per_second,
+        "gateway_cpu_ms_per_answer": sum(gateway_cpu) / count * 1000,
+        "direct_cpu_ms_per_answer": sum(direct_cpu) / count * 1000,
+        "ratio": ratio(sum(gateway_cpu), sum(direct_cpu)),
+        "wave_ratios": wave_ratios,
+        # The same gateway CPU from /proc/<pid>/stat ticks (includes the idle gaps
+        # between waves, so it is a little higher): a cross-check of the clock.
+        "gateway_stat_cpu_ms_per_answer": (h.worker_stat_cpu() - stat_before)
+        / count
+        * 1000,
         "errors": failures[:MAX_ERRORS_KEPT],
         "error_count": len(failures),
     }

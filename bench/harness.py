@@ -88,9 +88,8 @@ class Harness:
         """Measures the sandbox's CPU over a block, as cores busy on average."""
         return procstat.Utilisation(self.sandbox.process.pid)
 
-    @property
-    def ticks_per_second(self) -> int:
-        return procstat.TICKS
+    def worker_stat_cpu(self) -> float:
+        return procstat.stat_cpu_seconds(self.gateway.worker_pid)
 
     def worker_cpu(self) -> float:
         return procstat.cpu_seconds(self.gateway.worker_pid)

@@ -22,8 +22,8 @@ class Options:
     updates: int = 100  # cumulative updates per answer
     delay: float = 0.05  # seconds the upstream waits before each update
     warmup: int = 2  # answers per side before anything is measured
-    ttft_rounds: int = 100  # concurrency-1 first-token rounds per side
-    cpu_answers: int = 60  # answers per side for the CPU figure
+    ttft_rounds: int = 200  # concurrency-1 first-token rounds per side
+    cpu_answers: int = 160  # answers per side for the CPU figure
     cpu_concurrency: int = 20  # streams at once in the CPU phase (one wave)
     ramp: tuple[int, ...] = (50, 100, 200, 300)  # concurrent streams per step
     spread: float = 1.0  # a step's streams start evenly over this many seconds
