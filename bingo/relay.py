@@ -89,6 +89,7 @@ def open_stream(chat: ChatRequest, turn: Turn, settings: Settings) -> Iterator[s
 
 def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event], started: float) -> Iterator[str]:
     answer, ids = Answer(chat), wire.new_ids(chat)
+    content_event = sse.ContentEvents(lambda text: wire.build_chunk(chat, ids, text))
     outcome = "client gone"  # unless the stream gets to its end or to an error
     try:
         role = wire.build_role_chunk(chat, ids)
@@ -101,7 +102,7 @@ def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event], started: flo
             if isinstance(event, (Delta, Finish)):
                 piece = answer.add(event)
                 if piece:
-                    yield sse.event(wire.build_chunk(chat, ids, piece))
+                    yield content_event(piece)
                 if answer.finish_reason:
                     break
         if not answer.finish_reason:

@@ -28,7 +28,11 @@ class AnswerShaper:
         """The part of `text` that is safe to send now."""
         if self.stopped:
             return ""
-        buffer = _MARKER.sub(r"[^\1]", self._held + text)
+        buffer = self._held + text
+        if "[" not in buffer:  # the common case: no marker can start here
+            self._held = ""
+            return self._scan(buffer)
+        buffer = _MARKER.sub(r"[^\1]", buffer)
         partial = _PARTIAL_MARKER.search(buffer)
         cut = partial.start() if partial else len(buffer)
         ready, self._held = buffer[:cut], buffer[cut:]

@@ -935,3 +935,12 @@ def test_sse_event_is_one_data_line_and_round_trips(text):
     assert lines == [framed[:-1], "\n"]
     assert lines[0].startswith("data: ")
     assert json.loads(lines[0][len("data: ") :]) == {"content": text}
+
+
+@pytest.mark.parametrize("kind, include_usage", [("chat", False), ("chat", True), ("text", False)])
+@given(text=st.text())
+def test_content_events_template_renders_exactly_like_event_of_build_chunk(kind, include_usage, text):
+    chat = ChatRequest(kind, "Creative\u2028", DEFAULT_MODEL, (Message("user", "hi"),), True, include_usage)
+    ids = ResponseIds("chatcmpl-x", 1)
+    render = sse.ContentEvents(lambda piece: build_chunk(chat, ids, piece))
+    assert render(text) == sse.event(build_chunk(chat, ids, text))
