@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 from .options import parse_options
 from .report import render, write_json
 from .run import run
 
 
+def _exit_on_term(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through the `finally` that stops every child process.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
     options = parse_options(argv)
     result = run(options)
     write_json(result, options.json_path)
