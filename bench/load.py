@@ -48,9 +48,14 @@ class _Load:
         except OSError as exc:
             result.error = f"connect failed: {exc}"
             return
-        self.socks[sock] = index
-        sock.sendall(request_bytes(self.prompts[index], self.port))
+        try:
+            sock.sendall(request_bytes(self.prompts[index], self.port))
+        except OSError as exc:
+            result.error = f"send failed: {exc}"
+            sock.close()
+            return
         sock.setblocking(False)
+        self.socks[sock] = index
         self.selector.register(sock, selectors.EVENT_READ, index)
 
     def read(self, sock: socket.socket, index: int) -> None:
