@@ -89,9 +89,9 @@ def open_stream(chat: ChatRequest, turn: Turn, settings: Settings) -> Iterator[s
 
 def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event], started: float) -> Iterator[str]:
     answer, ids = Answer(chat), wire.new_ids(chat)
-    content_event = sse.ContentEvents(lambda text: wire.build_chunk(chat, ids, text))
     outcome = "client gone"  # unless the stream gets to its end or to an error
     try:
+        content_event = sse.ContentEvents(lambda text: wire.build_chunk(chat, ids, text))
         role = wire.build_role_chunk(chat, ids)
         if role:
             yield sse.event(role)

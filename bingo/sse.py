@@ -17,9 +17,15 @@ KEEPALIVE = ": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+# json.dumps builds a new encoder on every call with non-default options; build it once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: object) -> str:
     """Compact JSON with Unicode kept readable but every line breaker escaped."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKERS)
+    text = _ENCODER.encode(value)
+    # The three line breakers are not ASCII, and str.isascii() is O(1).
+    return text if text.isascii() else text.translate(_LINE_BREAKERS)
 
 
 def event(value: object) -> str:
@@ -39,7 +45,9 @@ class ContentEvents:
 
     def __init__(self, chunk_for: Callable[[str], object]) -> None:
         rendered = event(chunk_for(self._PLACEHOLDER))
-        self._head, self._tail = rendered.split(dumps(self._PLACEHOLDER))
+        # The model name (client input) comes before the text and may itself be the
+        # placeholder: splice at the last one, which is the text's.
+        self._head, _, self._tail = rendered.rpartition(dumps(self._PLACEHOLDER))
 
     def __call__(self, text: str) -> str:
         return self._head + dumps(text) + self._tail

@@ -329,3 +329,11 @@ def test_cors_preflight_needs_no_key(settings):
     assert response.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     assert client.get("/v1/models").headers["Access-Control-Allow-Origin"] == "https://ui.example"
+
+
+@pytest.mark.parametrize("name", ["\u0000", "a\u2028b", "x" * 256], ids=["nul", "line-separator", "longest"])
+def test_any_model_name_streams_and_is_echoed(client, sandbox, name):
+    _, events = stream_events(client, model=name)
+    assert {e["model"] for e in events[:-1]} == {name}
+    assert content_of(events) == expected_content("Hello")
+    assert sandbox.wait_idle(2.0)

@@ -167,6 +167,9 @@ class Sandbox:
             except OSError:
                 return  # the listener was closed by stop()
             sock.settimeout(None)
+            # Bing answers with small frames back to back; without this, Nagle holds
+            # the second one until the client's delayed ACK (40 ms on Linux).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._spawn(functools.partial(self._serve, sock, address), "sandbox-conn")
 
     def _serve(self, sock: socket.socket, address: Any) -> None:
