@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from itertools import chain
+from collections.abc import Callable, Iterator
 
 from . import sse, wire
 from .config import Settings
@@ -84,27 +83,24 @@ def open_stream(chat: ChatRequest, turn: Turn, settings: Settings) -> Iterator[s
     except BaseException:
         turn.close()
         raise
-    return _stream(chat, turn, chain(head, events), started)
+    return _stream(chat, turn, head, events, started)
 
 
-def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event], started: float) -> Iterator[str]:
+def _stream(chat: ChatRequest, turn: Turn, head: list[Event], rest: Iterator[Event], started: float) -> Iterator[str]:
     answer, ids = Answer(chat), wire.new_ids(chat)
     outcome = "client gone"  # unless the stream gets to its end or to an error
     try:
-        content_event = sse.ContentEvents(lambda text: wire.build_chunk(chat, ids, text))
+        render = _renderer(chat, ids, answer)
         role = wire.build_role_chunk(chat, ids)
-        if role:
-            yield sse.event(role)
-        for event in events:
-            if event is None:
-                yield sse.KEEPALIVE
-                continue
-            if isinstance(event, (Delta, Finish)):
-                piece = answer.add(event)
-                if piece:
-                    yield content_event(piece)
-                if answer.finish_reason:
-                    break
+        # The role chunk and what arrived while the view waited leave in one write:
+        # one syscall and one client wake-up fewer on the first-token path.
+        yield (sse.event(role) if role else "") + "".join(map(render, head))
+        for event in rest if not answer.finish_reason else ():
+            text = render(event)
+            if text:
+                yield text
+            if answer.finish_reason:
+                break
         if not answer.finish_reason:
             raise UpstreamError("The upstream ended the turn without finishing the answer.")
         yield sse.event(wire.build_chunk(chat, ids, None, answer.finish_reason))
@@ -124,6 +120,21 @@ def _stream(chat: ChatRequest, turn: Turn, events: Iterator[Event], started: flo
     finally:
         turn.close()
         _log(chat, answer, started, outcome)
+
+
+def _renderer(chat: ChatRequest, ids: wire.ResponseIds, answer: Answer) -> Callable[[Event], str]:
+    """The SSE text for one event: a content chunk, a keep-alive comment, or ""."""
+    content_event = sse.ContentEvents(lambda text: wire.build_chunk(chat, ids, text))
+
+    def render(event: Event) -> str:
+        if event is None:
+            return sse.KEEPALIVE
+        if isinstance(event, (Delta, Finish)):
+            piece = answer.add(event)
+            return content_event(piece) if piece else ""
+        return ""  # progress: not answer text
+
+    return render
 
 
 def _answer_events(events: Iterator[Event]) -> Iterator[Delta | Finish]:
