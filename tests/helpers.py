@@ -1,11 +1,9 @@
-"""Small test helpers: an SSE reader, free ports, waiting for a listener."""
+"""Small test helpers: an SSE reader, expected answers, a loopback websocket server."""
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
-import time
 
 
 def read_sse(text: str) -> list[object]:
@@ -32,23 +30,6 @@ def content_of(events: list[object]) -> str:
             for choice in event.get("choices", []):
                 parts.append(choice.get("delta", {}).get("content") or choice.get("text") or "")
     return "".join(parts)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
 
 
 def expected_content(prompt: str) -> str:

@@ -20,7 +20,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.helpers import content_of, expected_content, free_port, read_sse, wait_for_port
+from bench.services import free_port, wait_for_port
+from tests.helpers import content_of, expected_content, read_sse
 
 pytestmark = pytest.mark.e2e
 BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
@@ -62,7 +63,7 @@ class Gateway:
         command = procfile_command()
         command[0] = str(Path(sys.executable).with_name(command[0]))
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
+        wait_for_port(self.port, 20.0)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
