@@ -43,10 +43,11 @@ class AnswerTracker:
 
     def on_final(self, item: dict) -> list[Event]:
         """Events for the type-2 final, ending with a Finish; raises on error results."""
-        result = item.get("result") or {}
+        result = item.get("result")
+        result = result if isinstance(result, dict) else {}
         value = result.get("value", "Success")
         if value != "Success":
-            raise result_error(value, result.get("message") or result.get("error") or "")
+            raise result_error(str(value), str(result.get("message") or result.get("error") or ""))
         messages = [m for m in item.get("messages") or () if isinstance(m, dict) and m.get("author") == "bot"]
         events: list[Event] = []
         for message in messages:

@@ -67,7 +67,8 @@ def create_conversation(settings: Settings) -> Conversation:
             f"{CREATE} returned an empty or non-JSON body: Bing says 'your network settings are preventing "
             "access to this feature' this way. Use a proxy in a supported region (HTTPS_PROXY), or refresh BING_COOKIE."
         )
-    result = body.get("result") or {}
+    result = body.get("result")
+    result = result if isinstance(result, dict) else {}
     if result.get("value", "Success") != "Success":
         raise result_error(str(result.get("value")), str(result.get("message") or ""))
     return _conversation(body, response.headers)
@@ -166,10 +167,12 @@ class ChatHubTurn:
     def _on_record(self, record: dict) -> tuple[list[Event], bool]:
         kind = record.get("type")
         if kind == signalr.INVOCATION and record.get("target") == "update":
-            arguments = record.get("arguments") or [{}]
-            return self._tracker.on_update(arguments[0] if isinstance(arguments[0], dict) else {}), False
+            arguments = record.get("arguments")
+            first = arguments[0] if isinstance(arguments, list) and arguments else None
+            return self._tracker.on_update(first if isinstance(first, dict) else {}), False
         if kind == signalr.STREAM_ITEM:
-            return self._tracker.on_final(record.get("item") or {}), True
+            item = record.get("item")
+            return self._tracker.on_final(item if isinstance(item, dict) else {}), True
         if kind == signalr.PING_TYPE:
             self._answer_ping()
         elif kind == signalr.COMPLETION:

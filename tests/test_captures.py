@@ -191,3 +191,26 @@ def test_every_chathub_capture_is_replayed():
         "node-chatgpt-api-issue90-2023-02-invalid-session",
     }
     assert names == covered
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"type": 1, "target": "update", "arguments": {"messages": "not a list"}},
+        {"type": 1, "target": "update", "arguments": []},
+        {"type": 1, "target": "update", "arguments": ["text"]},
+        {"type": 1, "target": "update", "arguments": [{"messages": [5, "x", None]}]},
+    ],
+    ids=["arguments-object", "arguments-empty", "argument-string", "messages-junk"],
+)
+def test_malformed_updates_are_skipped(replay, replay_settings, record):
+    replay.records = [record, success_final("Still fine.")]
+    events = ask(replay_settings)
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "Still fine."
+
+
+@pytest.mark.parametrize("item", [[], "x", {"result": "Throttled"}, {"result": {"value": 7}}], ids=["list", "string", "result-string", "value-number"])
+def test_malformed_finals_fail_as_upstream_errors(replay, replay_settings, item):
+    replay.records = [{"type": 2, "invocationId": "0", "item": item}]
+    with pytest.raises(errors.UpstreamError):
+        ask(replay_settings)
