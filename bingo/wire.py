@@ -55,7 +55,7 @@ def parse_body(raw: bytes) -> dict:
 
 def parse_request(body: dict, *, legacy: bool, deployment: str | None = None) -> ChatRequest:
     """Validate an OpenAI request body; raises InvalidRequest naming the param."""
-    model_name = deployment or _model_name(body)
+    model_name = _model_name({"model": deployment} if deployment else body)
     # A legacy path means text completions unless the body is clearly a chat one.
     messages: tuple[Message, ...]
     if ("prompt" in body or legacy) and ("messages" not in body or (legacy and "prompt" in body)):

@@ -337,3 +337,10 @@ def test_any_model_name_streams_and_is_echoed(client, sandbox, name):
     assert {e["model"] for e in events[:-1]} == {name}
     assert content_of(events) == expected_content("Hello")
     assert sandbox.wait_idle(2.0)
+
+
+def test_azure_deployment_name_is_validated_like_a_model(client, sandbox):
+    creates = sandbox.stats()["creates"]
+    response = client.post(f"/openai/deployments/{'d' * 300}/chat/completions", json={"messages": [HELLO]})
+    assert response.status_code == 400 and response.get_json()["error"]["param"] == "model"
+    assert sandbox.stats()["creates"] == creates
