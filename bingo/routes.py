@@ -43,8 +43,11 @@ def completions(prefix: str = "") -> Response:
     turn = relay.begin(chat, settings, _client_watch())
     if not chat.stream:
         return _json(relay.collect(chat, turn))
-    stream = relay.open_stream(chat, turn, settings)
-    return Response(stream, mimetype="text/event-stream", headers=sse.HEADERS)
+    response = Response(relay.open_stream(chat, turn, settings), mimetype="text/event-stream", headers=sse.HEADERS)
+    # The generator's own cleanup runs only once it has started; this runs even if
+    # the server closes the response before its first chunk (gunicorn always calls it).
+    response.call_on_close(turn.close)
+    return response
 
 
 @bp.get("/models")

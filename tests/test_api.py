@@ -7,12 +7,10 @@ import pytest
 
 from bingo import create_app
 from tests.conftest import with_settings
-from tests.helpers import content_of, expected_content, read_sse
+from tests.helpers import BOTH_UPSTREAMS, content_of, expected_content, read_sse
 
 HELLO = {"role": "user", "content": "Hello"}
 
-# The whole API surface must behave the same whichever upstream serves the model.
-BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
 
 
 def chat(client, path="/v1/chat/completions", **body):
@@ -344,3 +342,17 @@ def test_azure_deployment_name_is_validated_like_a_model(client, sandbox):
     response = client.post(f"/openai/deployments/{'d' * 300}/chat/completions", json={"messages": [HELLO]})
     assert response.status_code == 400 and response.get_json()["error"]["param"] == "model"
     assert sandbox.stats()["creates"] == creates
+
+
+def test_stream_closed_before_its_first_chunk_still_closes_the_upstream(app, sandbox):
+    """A WSGI server may close a response it never iterated; the turn must close anyway."""
+    from werkzeug.test import EnvironBuilder
+
+    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "[sandbox:updates=50] [sandbox:delay=0.05]"}]})
+    environ = EnvironBuilder(path="/v1/chat/completions", method="POST", data=body).get_environ()
+    body_iterable = app(environ, lambda status, headers, exc_info=None: None)
+    assert sandbox.stats()["open"] >= 1
+    clean = sandbox.stats()["closed_cleanly"]
+    body_iterable.close()  # no chunk was ever read: the generator never started
+    assert sandbox.wait_idle(1.0)
+    assert sandbox.stats()["closed_cleanly"] == clean + 1, "closed with a close frame, not by the garbage collector"

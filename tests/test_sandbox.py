@@ -510,6 +510,7 @@ def test_stats_and_wait_idle_follow_open_sockets(sandbox):
         "connections": 1,
         "open": 0,
         "closed_by_client": 1,
+        "closed_cleanly": 1,
         "creates": 1,
     }
 

@@ -67,7 +67,9 @@ class Session:
                 pass  # the worker sees `closed` after its current job
             self._worker.join(WORKER_JOIN_SECONDS)
             self.conn.close_socket()
-            self.state.close_session(self, by_client=not self.closed_by_server)
+            # 1000 only when the client sent a close frame, not when its socket just died.
+            clean = not self.closed_by_server and self.conn.close_code == 1000
+            self.state.close_session(self, by_client=not self.closed_by_server, clean=clean)
 
     def record(self, item: dict[str, Any]) -> None:
         self.state.record(self.recording, item)

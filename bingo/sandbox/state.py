@@ -44,7 +44,7 @@ class State:
         self._requests: list[dict[str, Any]] = []
         self._upgrades: list[dict[str, Any]] = []
         self._sessions: set[Closable] = set()
-        self._counts = {"connections": 0, "closed_by_client": 0, "creates": 0}
+        self._counts = {"connections": 0, "closed_by_client": 0, "closed_cleanly": 0, "creates": 0}
 
     @property
     def stopping(self) -> threading.Event:
@@ -74,10 +74,11 @@ class State:
             self._counts["connections"] += 1
         return recording
 
-    def close_session(self, session: Closable, *, by_client: bool) -> None:
+    def close_session(self, session: Closable, *, by_client: bool, clean: bool = False) -> None:
         with self._lock:
             self._sessions.discard(session)
             self._counts["closed_by_client"] += int(by_client)
+            self._counts["closed_cleanly"] += int(clean)
 
     def record(self, recording: list[dict[str, Any]], item: dict[str, Any]) -> None:
         """Append one decoded client record under the lock, so readers see whole lists."""
