@@ -24,10 +24,10 @@ from .errors import (
     UpstreamThrottled,
     UpstreamUnavailable,
 )
+from .copilot_events import CHAT, CopilotTracker, parse_frame
 from .events import Event, TurnRequest
 from .prompt import Prompt
 from .sse import dumps
-from .copilot_events import CHAT, CopilotTracker, parse_frame
 from .transport import (
     USER_AGENT,
     Deadlines,

@@ -5,6 +5,8 @@ import contextlib
 import json
 import threading
 
+import pytest
+
 
 def read_sse(text: str) -> list[object]:
     """Decode an SSE body into its data payloads: dicts, or the string "[DONE]".
@@ -53,3 +55,30 @@ def websocket_server(handler):
         finally:
             server.shutdown()
             thread.join(5)
+
+
+# The API surface must behave the same whichever upstream serves the model.
+BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
+
+
+def read_turn(turn) -> list:
+    """Every event of an upstream turn, closing it whatever happens."""
+    try:
+        return list(turn.events())
+    finally:
+        turn.close()
+
+
+def deltas(events) -> str:
+    """The answer text a list of turn events carries."""
+    from bingo.events import Delta
+
+    return "".join(e.text for e in events if isinstance(e, Delta))
+
+
+def finish(events):
+    """The closing Finish event, asserting that the turn ended with one."""
+    from bingo.events import Finish
+
+    assert isinstance(events[-1], Finish), events[-1]
+    return events[-1]

@@ -8,30 +8,18 @@ import pytest
 
 from bingo import errors
 from bingo.chathub import open_chathub_turn
-from bingo.events import Delta, Finish, Progress, TurnRequest
+from bingo.events import Delta, Progress, TurnRequest
 from bingo.models import resolve_model
 from bingo.prompt import Prompt, fold_messages
 from bingo.sandbox import answer_for
 from bingo.wire import Message
 from tests.conftest import with_settings
+from tests.helpers import deltas, finish, read_turn
 
 
 def ask(settings, text, model="Creative", context=""):
-    """Open a turn, read it to the end, return (events, turn)."""
-    turn = open_chathub_turn(settings, TurnRequest(resolve_model(model), Prompt(text, context)))
-    try:
-        return list(turn.events())
-    finally:
-        turn.close()
-
-
-def deltas(events):
-    return "".join(e.text for e in events if isinstance(e, Delta))
-
-
-def finish(events):
-    assert isinstance(events[-1], Finish), events[-1]
-    return events[-1]
+    """Open a ChatHub turn and read all its events."""
+    return read_turn(open_chathub_turn(settings, TurnRequest(resolve_model(model), Prompt(text, context))))
 
 
 def test_turn_streams_the_exact_answer_and_finishes(settings, sandbox):

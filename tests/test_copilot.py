@@ -35,7 +35,7 @@ from bingo.transport import open_websocket
 from bingo.sandbox import answer_for, source_for
 from bingo.upstream import open_turn
 from tests.conftest import with_settings
-from tests.helpers import content_of, read_sse, websocket_server
+from tests.helpers import content_of, deltas, finish, read_sse, read_turn, websocket_server
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
 CAPTURE_FILES = sorted(CAPTURES.glob("*.copilot.jsonl"))
@@ -48,22 +48,6 @@ def load_capture(path: Path) -> list[dict]:
 
 def capture(stem: str) -> list[dict]:
     return load_capture(CAPTURES / f"{stem}.copilot.jsonl")
-
-
-def deltas(events) -> str:
-    return "".join(e.text for e in events if isinstance(e, Delta))
-
-
-def finish(events) -> Finish:
-    assert isinstance(events[-1], Finish), events[-1]
-    return events[-1]
-
-
-def read_turn(turn) -> list:
-    try:
-        return list(turn.events())
-    finally:
-        turn.close()
 
 
 def ask(settings: Settings, text: str, model: str = "copilot", context: str = "") -> list:

@@ -21,10 +21,9 @@ import openai
 import pytest
 
 from bench.services import free_port, wait_for_port
-from tests.helpers import content_of, expected_content, read_sse
+from tests.helpers import BOTH_UPSTREAMS, content_of, expected_content, read_sse
 
 pytestmark = pytest.mark.e2e
-BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-e2e-SECRET-KEY-0123456789"

@@ -10,25 +10,16 @@ from bingo.prompt import Prompt
 from bingo.sandbox import answer_for
 from bingo.upstream import open_turn
 from tests.conftest import with_settings
-
-BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
-
+from tests.helpers import BOTH_UPSTREAMS, deltas, read_turn
 
 def open_(settings, model, text):
     return open_turn(settings, TurnRequest(resolve_model(model), Prompt(text, "")))
 
 
-def read(turn) -> list:
-    try:
-        return list(turn.events())
-    finally:
-        turn.close()
-
-
 @BOTH_UPSTREAMS
 def test_turn_ends_with_one_finish_after_the_exact_answer(settings, sandbox, model):
-    events = read(open_(settings, model, "both ways"))
-    assert "".join(e.text for e in events if isinstance(e, Delta)) == answer_for("both ways")
+    events = read_turn(open_(settings, model, "both ways"))
+    assert deltas(events) == answer_for("both ways")
     assert [type(e) for e in events].count(Finish) == 1 and isinstance(events[-1], Finish)
     assert sandbox.wait_idle(2.0)
 
@@ -37,7 +28,7 @@ def test_turn_ends_with_one_finish_after_the_exact_answer(settings, sandbox, mod
 def test_total_timeout_ends_a_long_answer(settings, sandbox, model):
     slow = with_settings(settings, total_timeout=1.0, idle_timeout=5.0)
     with pytest.raises(errors.UpstreamTimeout, match="BINGO_TOTAL_TIMEOUT"):
-        read(open_(slow, model, "long [sandbox:updates=40] [sandbox:delay=0.1]"))
+        read_turn(open_(slow, model, "long [sandbox:updates=40] [sandbox:delay=0.1]"))
     assert sandbox.wait_idle(2.0)
 
 
@@ -45,7 +36,7 @@ def test_total_timeout_ends_a_long_answer(settings, sandbox, model):
 def test_idle_timeout_ends_a_silent_turn(settings, sandbox, model):
     quiet = with_settings(settings, idle_timeout=0.5)
     with pytest.raises(errors.UpstreamTimeout, match="BINGO_IDLE_TIMEOUT"):
-        read(open_(quiet, model, "[sandbox:silent=after-text]"))
+        read_turn(open_(quiet, model, "[sandbox:silent=after-text]"))
     assert sandbox.wait_idle(2.0)
 
 
@@ -62,6 +53,6 @@ def test_caller_stopping_early_closes_the_socket(settings, sandbox, model):
 @BOTH_UPSTREAMS
 def test_keepalive_ticks_while_the_upstream_is_slow(settings, sandbox, model):
     ticking = with_settings(settings, keepalive_seconds=0.2, idle_timeout=5.0)
-    events = read(open_(ticking, model, "slow [sandbox:slow-first=1]"))
+    events = read_turn(open_(ticking, model, "slow [sandbox:slow-first=1]"))
     assert events.count(None) >= 2
-    assert "".join(e.text for e in events if isinstance(e, Delta)) == answer_for("slow [sandbox:slow-first=1]")
+    assert deltas(events) == answer_for("slow [sandbox:slow-first=1]")
