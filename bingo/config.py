@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_CREATE_URL = "https://www.bing.com/turing/conversation/create"
 DEFAULT_CHATHUB_URL = "wss://sydney.bing.com/sydney/ChatHub"
@@ -42,6 +42,12 @@ class Settings:
     no_proxy: str = ""  # hosts that bypass the proxy
     log_level: str = "INFO"
 
+    def __repr__(self) -> str:
+        # Mirror and proxy URLs may carry credentials (user:pass@ or ?key=): the
+        # start-up log shows where bingo connects, never how it authenticates.
+        shown = (f"{f.name}={_redacted(getattr(self, f.name))!r}" for f in fields(self) if f.repr)
+        return f"Settings({', '.join(shown)})"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse settings from an environment mapping; raises ConfigError."""
@@ -65,6 +71,16 @@ class Settings:
             no_proxy=env.get("NO_PROXY", env.get("no_proxy", "")),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
+
+
+def _redacted(value: object) -> object:
+    """A URL without its user info, query and fragment; anything else unchanged."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _cookie(value: str) -> str:

@@ -440,3 +440,16 @@ def test_settings_repr_hides_secret(secret):
 def test_settings_repr_still_shows_non_secret_fields():
     settings = Settings.from_env({**SECRET_ENV, "BINGO_LOCALE": "de-DE"})
     assert "locale='de-DE'" in repr(settings)
+
+
+def test_repr_hides_credentials_carried_in_endpoint_urls():
+    settings = Settings.from_env({
+        "BINGO_CREATE_URL": "https://mirror-user:mirror-pass@mirror.example:8443/turing/conversation/create?key=query-secret",
+        "BINGO_CHATHUB_URL": "wss://hub.example/sydney/ChatHub?token=hub-secret#frag",
+    })
+    text = repr(settings)
+    for secret in ("mirror-user", "mirror-pass", "query-secret", "hub-secret", "frag"):
+        assert secret not in text
+    assert "create_url='https://mirror.example:8443/turing/conversation/create'" in text
+    assert "chathub_url='wss://hub.example/sydney/ChatHub'" in text
+    assert settings.create_url.endswith("?key=query-secret"), "only the repr is redacted"
