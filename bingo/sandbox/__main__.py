@@ -32,7 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--require-cookie", default=None, help="creates must send this cookie"
     )
+    parser.add_argument(
+        "--tls-cert", default=None, help="PEM certificate chain: serve https/wss"
+    )
+    parser.add_argument(
+        "--tls-key", default=None, help="PEM private key, if not in --tls-cert"
+    )
     args = parser.parse_args(argv)
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -47,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         ping_interval=args.ping_interval,
         max_turns=args.max_turns,
         require_cookie=args.require_cookie,
+        certfile=args.tls_cert,
+        keyfile=args.tls_key,
     ) as sb:
         print(f"BINGO_CREATE_URL={sb.create_url}")
         print(f"BINGO_CHATHUB_URL={sb.chathub_url}")

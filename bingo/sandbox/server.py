@@ -1,8 +1,10 @@
 """Sandbox: a loopback server speaking Bing ChatHub and Copilot on one port.
 
-The accept loop peeks at each request line: websocket paths go to websockets
-(`upgrade.py`), everything else to the stdlib HTTP handler (`rest.py`). This module
-owns the listener, the threads and the public API; not the protocols.
+Plain connections are routed by peeking at the request head: websocket upgrades go
+straight to websockets (`upgrade.py`), everything else to the HTTP handler
+(`rest.py`, with keep-alive from `front.py`). With TLS nothing can be peeked, so
+every connection starts in the HTTP handler, which hands upgrades over (`front.py`).
+This module owns the listener, the threads and the public API; not the protocols.
 """
 
 from __future__ import annotations
@@ -11,28 +13,31 @@ import functools
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-from .rest import handler_for
+from .front import front_handler_for, is_plain_upgrade, peek_head, server_context
 from .state import Options, State
-from .upgrade import CHATHUB_PATH, WEBSOCKET_PATHS, serve_websocket
+from .upgrade import CHATHUB_PATH, serve_websocket
 
 log = logging.getLogger(__name__)
 
 ACCEPT_SLICE = 0.2  # seconds; how often the accept loop checks for stop()
-PEEK_SECONDS = 10.0  # a client that sends no request line by then is dropped
-PEEK_BYTES = 8192
-PEEK_NAP = 0.005
+# A client that has not finished its TLS handshake by then is dropped.
+TLS_HANDSHAKE_SECONDS = 10.0
 STOP_SECONDS = 5.0  # stop() gives threads this long, in all, to finish
 
 
 class Sandbox:
-    """A faithful local upstream for the gateway's ChatHub and Copilot clients."""
+    """A faithful local upstream for the gateway's ChatHub and Copilot clients.
+
+    `tls` (a server-side SSLContext) or `certfile`/`keyfile` (PEM) make the same
+    port speak https:// and wss:// instead of http:// and ws://.
+    """
 
     def __init__(
         self,
@@ -42,14 +47,23 @@ class Sandbox:
         *,
         require_cookie: str | None = None,
         max_turns: int = 30,
+        tls: ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
     ) -> None:
         _check_loopback(host)
         self.host, self.port = host, port
+        self._tls = tls or (server_context(certfile, keyfile) if certfile else None)
         self._state = State(Options(ping_interval, max_turns, require_cookie))
         self._listener: socket.socket | None = None
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
         self._sockets: set[socket.socket] = set()
+        self._handler = front_handler_for(
+            self._state,
+            functools.partial(serve_websocket, state=self._state),
+            self._spawn,
+        )
 
     # Lifecycle
 
@@ -105,7 +119,8 @@ class Sandbox:
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def create_url(self) -> str:
@@ -176,14 +191,19 @@ class Sandbox:
         with self._lock:
             self._sockets.add(sock)
         try:
-            line = _peek_request_line(sock, self._state.stopping)
-            if line is None:
-                return
-            if _is_websocket(line):
-                serve_websocket(sock, self._state)
+            if self._tls is not None:
+                sock = self._wrap(sock)
             else:
-                # The stdlib handler wants its server only to store it; ours is unused.
-                handler_for(self._state)(sock, address, cast(Any, self))
+                head = peek_head(sock, self._state.stopping)
+                if head is None:
+                    return
+                if is_plain_upgrade(head):
+                    serve_websocket(sock, self._state)
+                    return
+            # The stdlib handler wants its server only to store it; ours is unused.
+            self._handler(sock, address, cast(Any, self))
+        except OSError as exc:  # resets, TLS failures: the client's business
+            log.debug("sandbox connection ended: %s", exc)
         except Exception:
             log.exception("sandbox connection failed")
         finally:
@@ -191,6 +211,17 @@ class Sandbox:
                 self._sockets.discard(sock)
             _shutdown(sock)
             sock.close()
+
+    def _wrap(self, sock: socket.socket) -> ssl.SSLSocket:
+        """The server side of the TLS handshake, bounded in time."""
+        assert self._tls is not None
+        sock.settimeout(TLS_HANDSHAKE_SECONDS)
+        wrapped = self._tls.wrap_socket(sock, server_side=True)
+        wrapped.settimeout(None)
+        with self._lock:  # stop() must shut down the socket that now owns the fd
+            self._sockets.discard(sock)
+            self._sockets.add(wrapped)
+        return wrapped
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         def run() -> None:
@@ -204,37 +235,6 @@ class Sandbox:
         with self._lock:
             self._threads.add(thread)
         thread.start()
-
-
-def _peek_request_line(sock: socket.socket, stopping: threading.Event) -> str | None:
-    """The request line, read with MSG_PEEK so the socket stays untouched for websockets."""
-    sock.settimeout(PEEK_SECONDS)
-    deadline = time.monotonic() + PEEK_SECONDS
-    try:
-        while time.monotonic() < deadline and not stopping.is_set():
-            data = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
-            if not data:
-                return None
-            if b"\n" in data or len(data) >= PEEK_BYTES:
-                return data.split(b"\n", 1)[0].decode("latin-1")
-            stopping.wait(PEEK_NAP)  # MSG_PEEK returns at once while data is pending
-    except OSError:
-        return None
-    finally:
-        try:
-            sock.settimeout(None)
-        except OSError:
-            pass
-    return None
-
-
-def _is_websocket(request_line: str) -> bool:
-    parts = request_line.split()
-    return (
-        len(parts) >= 2
-        and parts[0] == "GET"
-        and urlsplit(parts[1]).path in WEBSOCKET_PATHS
-    )
 
 
 def _shutdown(sock: socket.socket) -> None:
