@@ -7,27 +7,36 @@ gateway never imports it. Start it with `Sandbox().start()` or
 
 Behaviour per turn comes from `[sandbox:NAME]` / `[sandbox:NAME=VALUE]` tokens
 in the prompt, or from `Sandbox.queue_fault("NAME[=VALUE]")` (also
-`POST /sandbox/faults`), which the next stage able to take it consumes:
+`POST /sandbox/faults`), which the next stage able to take it consumes. The
+full list, with the event shapes, is the docstring of `directives.py`.
 
-- create (either protocol): create-500, create-404, create-empty, create-nonjson,
-  create-slow=S; ChatHub only: create-unauthorized, create-forbidden,
-  create-legacy; Copilot only: create-401.
-- upgrade (either protocol): ws-403, ws-200, ws-500.
-- handshake (ChatHub): no-handshake-ack.
-- turn, ChatHub: chars=N, updates=N, delay=S, slow-first=S, no-search, unicode,
-  split, final-only, trailing-space, render-card-last; throttled, captcha,
-  unauthorized, forbidden, invalid-session, invalid-request, apology,
-  disengaged, turn-limit, drop, type7, garbage, silent, silent=after-text.
-- turn, Copilot: chars, updates, delay, slow-first, unicode; challenge,
-  hashcash, cloudflare, error-unavailable, invalid-event, drop, silent,
-  silent=after-text.
-
-The answer is `answer_for(prompt)` on both protocols.
+The answer text is `answer_for(prompt)` on both protocols; on the Copilot side
+`copilot_answer_for(prompt)` also says where each appendText ends and after
+which one each citation (and the image) arrives.
 """
 
 from __future__ import annotations
 
-from .answer import Source, answer_for, source_for
+from .answer import (
+    CopilotAnswer,
+    Source,
+    answer_for,
+    copilot_answer_for,
+    image_prompt_for,
+    source_for,
+)
+from .challenge import copilot_token, hashcash_ok, solve_hashcash
 from .server import Sandbox
 
-__all__ = ["Sandbox", "Source", "answer_for", "source_for"]
+__all__ = [
+    "CopilotAnswer",
+    "Sandbox",
+    "Source",
+    "answer_for",
+    "copilot_answer_for",
+    "copilot_token",
+    "hashcash_ok",
+    "image_prompt_for",
+    "solve_hashcash",
+    "source_for",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .directives import DIRECTIVE, parse_directives, plan_from
+from .directives import COPILOT_TURN, DIRECTIVE, Plan, parse_directives, plan_from
 
 CITATION = "[^1^]"
 UNICODE_LINE = (
@@ -55,6 +55,74 @@ def answer_for(
     text = (head + _padding(chars - len(head)))[:chars]
     # A cut that lands on whitespace would make the answer look stripped by mistake.
     return text[:-1] + "." if text[-1].isspace() else text
+
+
+@dataclass(frozen=True, slots=True)
+class CopilotAnswer:
+    """Exactly what a Copilot turn streams for a prompt, as offsets into `text`.
+
+    `cuts` are the lengths of the text sent after each appendText (the last is
+    len(text)); each `citations` entry is (offset, source): the citation event
+    arrives right after the appendText whose cut is `offset`. `image_at` is the
+    cut after which the image events come (None: no image); an image-only turn
+    has empty text and image_at == 0.
+    """
+
+    text: str
+    cuts: tuple[int, ...]
+    citations: tuple[tuple[int, Source], ...]
+    image_at: int | None = None
+
+
+def copilot_answer_for(prompt: str) -> CopilotAnswer:
+    """What the Copilot side streams for `prompt` with no queued fault.
+
+    The text is `answer_for(prompt)`; by default one citation of
+    `source_for(prompt)` follows the first delta that contains `[^1^]`.
+    `[sandbox:citations=N]` adds N-1 more, spread over the rest of the text
+    (distinct offsets while the text has room), with the last one repeating the
+    first URL; `[sandbox:image]` puts the image at the middle cut.
+    """
+    return copilot_answer(prompt, plan_from(parse_directives(prompt), None, COPILOT_TURN))
+
+
+def copilot_answer(prompt: str, plan: Plan) -> CopilotAnswer:
+    """`copilot_answer_for` for a plan that may include a queued fault."""
+    if plan.image == "only":
+        return CopilotAnswer("", (), (), 0)
+    text = answer_for(prompt, plan.chars, unicode=plan.unicode)
+    cuts = [len(p) for p in prefixes(text, plan.updates)]
+    first = next((c for c in cuts if CITATION in text[:c]), len(text))
+    offsets = [first] + [
+        first + round((len(text) - first) * k / (plan.citations - 1))
+        for k in range(1, plan.citations)
+    ]
+    sources = _sources(prompt, plan.citations)
+    image_at = None
+    if plan.image == "inline":
+        middle = [c for c in cuts if 0 < c < len(text)]
+        image_at = middle[(len(middle) - 1) // 2] if middle else len(text) // 2
+    every = sorted(set(cuts) | set(offsets[: plan.citations]) | {image_at or len(text)})
+    return CopilotAnswer(
+        text, tuple(every), tuple(zip(offsets, sources)), image_at
+    )
+
+
+def _sources(prompt: str, count: int) -> list[Source]:
+    """`count` sources: the first is source_for(prompt), the last (of 2+) repeats it."""
+    first = source_for(prompt)
+    middle = [
+        Source(f"{first.title} {k + 1}", f"{first.url}/{k + 1}")
+        for k in range(1, count - 1)
+    ]
+    if count < 2:
+        return [first][:count]
+    return [first, *middle, first]
+
+
+def image_prompt_for(prompt: str) -> str:
+    """The prompt Copilot says it draws in `generatingImage`."""
+    return f"A sandbox picture of {search_query_for(prompt)[:60]}"
 
 
 def _padding(needed: int) -> str:

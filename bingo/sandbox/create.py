@@ -7,10 +7,11 @@ sockets; `rest.py` writes it out. Shapes follow section 1.4/1.5 and 6.2 of the n
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .directives import CHATHUB_CREATE, COPILOT_CREATE
+from .directives import CHATHUB_CREATE, COPILOT_CREATE, COPILOT_START
 from .state import State
 
 JSON = "application/json; charset=utf-8"
@@ -19,6 +20,25 @@ LOGIN_FIRST = "Sorry, you need to login first to access this service."
 NOT_ALLOWED = "Sorry, you are not allowed to access this service."
 _ERROR_PAGE = (
     "<!DOCTYPE html><html><head><title>Bing</title></head><body>%s</body></html>"
+)
+# What Cloudflare puts in front of copilot.microsoft.com for a client without
+# clearance (CG-2026-09: a 403 on /c/api/* means Cloudflare, not a bad cookie).
+_CLOUDFLARE_PAGE = (
+    "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
+    "<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>"
+)
+REDIRECT_TO = "http://127.0.0.2:1/elsewhere"  # loopback, and nothing listens there
+RETRY_AFTER = "7"
+ANON_COOKIE = "__Host-copilot-anon"
+# A few of the 503 flights of the captured start (model-dock-2025-10-start).
+START_FEATURES = (
+    "send-connected",
+    "copilot-challenge",
+    "challenge-all-anonymous",
+    "smart-mode-gpt5",
+    "think-deeper",
+    "imagegenv3",
+    "chainofthoughteventprocessor",
 )
 
 
@@ -76,25 +96,56 @@ def chathub_create(state: State, cookie: str) -> Reply:
 def copilot_create(state: State, cookie: str, *, start: bool) -> Reply:
     """POST /c/api/conversations (`{"id"}`) or /c/api/start (`{"currentConversationId"}`)."""
     state.count_create()
-    fault = _take(state, COPILOT_CREATE)
-    common = _common_fault(fault)
-    if common is not None:
-        return common
+    fault = _take(state, COPILOT_START if start else COPILOT_CREATE)
+    refused = _common_fault(fault) or _copilot_fault(fault)
+    if refused is not None:
+        return refused
     if fault == "create-401" or not _has_cookie(state, cookie):
         return json_reply({"message": "Invalid session"}, status=401)
     conversation = state.registry.issue_copilot()
     if not start:
         return json_reply({"id": conversation.id})
     return json_reply(
-        {
-            "currentConversationId": conversation.id,
-            "userId": "sandbox-user",
-            "isNewUser": False,
-            "isBlocked": False,
-            "remainingTurns": state.options.max_turns,
-            "features": [],
-        }
+        _start_body(conversation.id, state, blocked=fault == "start-blocked"),
+        headers=(("Set-Cookie", anon_cookie()),),
     )
+
+
+def anon_cookie() -> str:
+    """The anonymous session cookie the app presentation gets from /c/api/start."""
+    token = secrets.token_urlsafe(48)
+    return f"{ANON_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=None"
+
+
+def _start_body(conversation_id: str, state: State, *, blocked: bool) -> dict[str, Any]:
+    """Keys in the captured order, plus `isBlocked` (the app clients read it; go)."""
+    return {
+        "currentConversationId": conversation_id,
+        "isNewUser": False,
+        "allowBeta": False,
+        "remainingTurns": state.options.max_turns,
+        "features": list(START_FEATURES),
+        "banExpiresAt": None,
+        "userId": "sandbox-user",
+        "inDataUseWaitingPeriod": None,
+        "isBlocked": blocked,
+    }
+
+
+def _copilot_fault(fault: str | None) -> Reply | None:
+    """Refusals seen in front of the Copilot REST API (Cloudflare, rate limits, moves)."""
+    if fault == "create-403":
+        headers = (("Server", "cloudflare"), ("cf-mitigated", "challenge"))
+        return Reply(403, _CLOUDFLARE_PAGE.encode("utf-8"), HTML, headers)
+    if fault == "create-429":
+        return json_reply(
+            {"message": "Too many requests"},
+            status=429,
+            headers=(("Retry-After", RETRY_AFTER),),
+        )
+    if fault == "create-redirect":
+        return Reply(302, b"", HTML, (("Location", REDIRECT_TO),))
+    return None
 
 
 def copilot_user() -> Reply:

@@ -2,6 +2,62 @@
 
 This module owns the vocabulary (which names exist, which stage takes them, how
 their values parse). It is pure: no sockets, no clocks, no shared state.
+
+A name works as a prompt directive (`[sandbox:NAME]`, `[sandbox:NAME=VALUE]`) when
+it belongs to a turn, and as a queued fault (`Sandbox.queue_fault("NAME=VALUE")`,
+`POST /sandbox/faults {"faults": [...]}`) for every stage: the next stage that
+can take it consumes it, one per stage, oldest first.
+
+Stage create, either protocol: create-500, create-404 (HTML pages),
+create-empty (200, no body), create-nonjson (200 HTML), create-slow=S.
+ChatHub only: create-unauthorized, create-forbidden, create-legacy.
+Copilot only (`/c/api/conversations` and `/c/api/start`): create-401
+(`{"message":"Invalid session"}`), create-403 (Cloudflare "Just a moment..."
+HTML, `cf-mitigated: challenge`), create-429 (`Retry-After: 7`),
+create-redirect (302 to http://127.0.0.2:1/elsewhere). `/c/api/start` only:
+start-blocked (the usual 200 with `"isBlocked": true`).
+
+Stage upgrade, either protocol: ws-403, ws-200 (an HTML page), ws-500.
+Stage handshake, ChatHub: no-handshake-ack.
+Stage connect, Copilot (queued only; taken when the socket opens):
+connected-twice (a second `connected` right after the first),
+connected-delay=S (`connected` after S seconds; frames before it get
+invalid-event), no-connected (no `connected`, and silence, ever).
+
+Stage turn, ChatHub: chars=N, updates=N, delay=S, slow-first=S, no-search,
+unicode, split, final-only, trailing-space, render-card-last; throttled,
+captcha, unauthorized, forbidden, invalid-session, invalid-request, apology,
+disengaged, turn-limit, drop, type7, garbage, silent, silent=after-text.
+
+Stage turn, Copilot (events get the `id` counter; `connected` is "0"):
+- chars=N, updates=N, delay=S, slow-first=S, unicode: shape the answer.
+- citations=N (default 1): N `{"event":"citation","messageId","url","title",
+  "publisher","snippet"}` at distinct cuts; the last repeats the first URL.
+- think=S: S seconds of `{"event":"chainOfThought","messageId","text"}` before
+  `startMessage` (any mode; `mode:"reasoning"` alone sends three at once).
+- image: between two text parts, `partCompleted`, `{"event":"generatingImage",
+  "messageId","prompt"}`, `{"event":"imageGenerated","messageId","partId","url":
+  "https://copilot.microsoft.com/th/id/BCO.<uuid>.png","thumbnailUrl":url+
+  "/?w=270&qlt=90","nextAvailableAt":null}`; image-only: those two and `done`.
+- mode-selected=MODE: `received`, `startMessage`, `{"event":"modeSelected",
+  "mode":MODE,"messageId"}`, `done`; then only a `send` with `"mode":MODE` is
+  answered (another mode gets invalid-event).
+- challenge: `{"event":"challenge","method":null,"parameter":null,"id":"0.000N"}`
+  after the second appendText; the turn goes on. An echoing challengeResponse is
+  accepted; a re-sent `send` is invalid-event and kills the turn (WCA #8).
+- hashcash[=BITS] (default 8), copilot, cloudflare: the challenge comes instead
+  of the turn and holds it; after a correct challengeResponse the client
+  re-sends `send` once. cloudflare is never satisfied; a wrong token is
+  invalid-event. See `challenge.py` for the exact checks.
+- error=CODE: `{"event":"error","errorCode":CODE}`; error-unavailable: the same
+  with chat-service-unavailable and a message; invalid-event: that error;
+  over-research-quota: with `"errorDetail":{"nextAvailableAt":<now+90 s>}`.
+- chat-message-error[=CODE]: `{"event":"chatMessageError","errorCode":CODE or
+  "message-error","message"}` halfway through the text, and no `done`.
+- ping-flood: websocket pings and `{"event":"ping"}` every 50 ms, no answer.
+- drop, silent, silent=after-text: as on ChatHub.
+A `send` with more than 10,240 characters of text gets `{"event":"error",
+"errorCode":"text-too-long"}` whatever it asks for.
 """
 
 from __future__ import annotations
@@ -36,11 +92,18 @@ COPILOT_CREATE = frozenset(
         "create-500",
         "create-404",
         "create-401",
+        "create-403",
+        "create-429",
+        "create-redirect",
         "create-empty",
         "create-nonjson",
         "create-slow",
     }
 )
+# Only `POST /c/api/start` takes this one; `/c/api/conversations` leaves it queued.
+COPILOT_START = COPILOT_CREATE | {"start-blocked"}
+# Stage "connect": consumed by the next Copilot socket, before its `connected`.
+COPILOT_CONNECT = frozenset({"connected-twice", "connected-delay", "no-connected"})
 # Stage "upgrade": consumed by the next websocket upgrade (either protocol).
 UPGRADE = frozenset({"ws-403", "ws-200", "ws-500"})
 # Stage "handshake": consumed by the next SignalR handshake.
@@ -78,23 +141,40 @@ CHATHUB_OUTCOMES = frozenset(
         "silent",
     }
 )
+# Copilot-only modifiers (the Plan fields after `render_card_last`).
+COPILOT_MODIFIERS = frozenset(
+    {"citations", "think", "image", "image-only", "mode-selected"}
+)
 COPILOT_OUTCOMES = frozenset(
     {
         "challenge",
         "hashcash",
+        "copilot",
         "cloudflare",
         "error-unavailable",
+        "error",
+        "over-research-quota",
+        "chat-message-error",
         "invalid-event",
+        "ping-flood",
         "silent",
         "drop",
     }
 )
 CHATHUB_TURN = MODIFIERS | CHATHUB_OUTCOMES
 COPILOT_TURN = (
-    frozenset({"chars", "updates", "delay", "slow-first", "unicode"}) | COPILOT_OUTCOMES
+    frozenset({"chars", "updates", "delay", "slow-first", "unicode"})
+    | COPILOT_MODIFIERS
+    | COPILOT_OUTCOMES
 )
 KNOWN = (
-    CHATHUB_CREATE | COPILOT_CREATE | UPGRADE | HANDSHAKE | CHATHUB_TURN | COPILOT_TURN
+    CHATHUB_CREATE
+    | COPILOT_START
+    | COPILOT_CONNECT
+    | UPGRADE
+    | HANDSHAKE
+    | CHATHUB_TURN
+    | COPILOT_TURN
 )
 
 # name -> (type, lowest, highest); bounded so a typo cannot wedge a test run.
@@ -104,8 +184,16 @@ _NUMBERS: dict[str, tuple[type, float, float]] = {
     "delay": (float, 0.0, 60.0),
     "slow-first": (float, 0.0, 600.0),
     "create-slow": (float, 0.0, 600.0),
+    "connected-delay": (float, 0.0, 600.0),
+    "citations": (int, 0, 50),
+    "think": (float, 0.0, 600.0),
+    "hashcash": (int, 1, 24),  # zero bits; 24 already takes a client seconds
 }
+_OPTIONAL = frozenset({"hashcash"})  # numbers that may also come without a value
 _WORDS = {"silent": frozenset({"after-text"})}
+# Free-form codes and modes: required for error/mode-selected, optional otherwise.
+_CODE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}", re.IGNORECASE)
+_CODES = {"error": True, "mode-selected": True, "chat-message-error": False}
 
 Directive = tuple[str, str | None]
 
@@ -126,6 +214,10 @@ class Plan:
     render_card_last: bool = (
         False  # a RenderCardRequest follows the answer in the final
     )
+    citations: int = 1  # Copilot: citation events (one URL repeats when >= 2)
+    think: float = 0.0  # Copilot: seconds of chainOfThought before the answer
+    image: str | None = None  # Copilot: "inline" (between text parts) or "only"
+    mode_selected: str | None = None  # Copilot: modeSelected, then wait for a re-send
     outcome: str | None = None  # a fault that changes how the turn ends
     outcome_value: str | None = None  # e.g. "after-text" for silent
 
@@ -144,7 +236,14 @@ def parse_spec(spec: str) -> Directive:
 def check_value(directive: Directive) -> None:
     """Raise ValueError when a directive's value is missing, malformed or out of bounds."""
     name, value = directive
-    if name in _NUMBERS:
+    if name in _OPTIONAL and value is None:
+        return
+    if name in _CODES:
+        if value is None and not _CODES[name]:
+            return
+        if value is None or not _CODE.fullmatch(value):
+            raise ValueError(f"{name} needs a code like {name}=too-many-messages")
+    elif name in _NUMBERS:
         kind, low, high = _NUMBERS[name]
         number = kind(value or "")
         if not low <= number <= high:
@@ -176,7 +275,7 @@ def plan_from(
     plan = Plan()
     items = [d for d in directives if d[0] in allowed] + ([queued] if queued else [])
     for name, value in items:
-        if name in MODIFIERS:
+        if name in MODIFIERS or name in COPILOT_MODIFIERS:
             plan = _modify(plan, name, value)
         elif plan.outcome is None or (name, value) == queued:
             plan = replace(plan, outcome=name, outcome_value=value)
@@ -186,5 +285,9 @@ def plan_from(
 def _modify(plan: Plan, name: str, value: str | None) -> Plan:
     if name == "no-search":
         return replace(plan, search=False)
+    if name in ("image", "image-only"):
+        return replace(plan, image="only" if name == "image-only" else "inline")
+    if name == "mode-selected":
+        return replace(plan, mode_selected=value)
     new: Any = _NUMBERS[name][0](value or "") if name in _NUMBERS else True
     return replace(plan, **{name.replace("-", "_"): new})

@@ -1,7 +1,8 @@
 """Plain HTTP on the sandbox port: create endpoints of both protocols, and /sandbox/*.
 
 One request per connection (we answer `Connection: close`). Every request except
-the /sandbox/* control endpoints is recorded for `Sandbox.requests`.
+the /sandbox/* control endpoints is recorded for `Sandbox.requests` (method,
+path, query, headers, and the body: decoded JSON, else text, else None).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
@@ -57,6 +59,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     "path": self.route_path,
                     "query": self.query,
                     "headers": dict(self.headers.items()),
+                    "body": _decoded(self.body),
                 }
             )
         methods = _ROUTES.get(self.route_path, {})
@@ -94,6 +97,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # stdlib's signature
         log.debug("%s " + format, self.address_string(), *args)
+
+
+def _decoded(body: bytes) -> Any:
+    """A request body for the record: its JSON if it parses, else its text, else None."""
+    if not body:
+        return None
+    text = body.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def handler_for(state: State) -> type[SandboxHandler]:
