@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import re
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 import pytest
 import requests
 import websocket
 
-from bingo.sandbox import Sandbox, answer_for, source_for
+from bingo.sandbox import (
+    Sandbox,
+    answer_for,
+    copilot_answer_for,
+    copilot_token,
+    hashcash_ok,
+    image_prompt_for,
+    source_for,
+)
 
 RS = "\x1e"
 HANDSHAKE = json.dumps({"protocol": "json", "version": 1}) + RS
@@ -520,7 +532,12 @@ def test_sandbox_refuses_non_loopback_hosts():
         Sandbox(host="0.0.0.0")
 
 
-# Copilot
+# Copilot: helpers
+
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+NANOID = re.compile(r"[A-Za-z0-9_-]{21}")
+IMAGE_URL = re.compile(r"https://copilot\.microsoft\.com/th/id/BCO\.[0-9a-f-]{36}\.png")
 
 
 def copilot_conversation(sb: Sandbox) -> str:
@@ -529,20 +546,37 @@ def copilot_conversation(sb: Sandbox) -> str:
     return response.json()["id"]
 
 
-def open_copilot(sb: Sandbox, ready: bool = True) -> websocket.WebSocket:
+def start(sb: Sandbox, **extra) -> requests.Response:
+    body = {
+        "timeZone": "UTC",
+        "startNewConversation": True,
+        "teenSupportEnabled": True,
+        "correctPersonalizationSetting": True,
+        "deferredDataUseCapable": True,
+    }
+    return requests.post(
+        sb.copilot_url + "/c/api/start", json=body, timeout=5, **extra
+    )
+
+
+def open_copilot(sb: Sandbox, greeted: bool = True) -> websocket.WebSocket:
+    """A Copilot socket; with `greeted`, its `connected` event is read and checked."""
     ws_base = "ws" + sb.copilot_url[len("http") :]
     session = "5c1e1a4e-0000-4000-8000-000000000001"
     url = f"{ws_base}/c/api/chat?api-version=2&clientSessionId={session}"
     ws = websocket.create_connection(url, timeout=5)
-    assert json.loads(ws.recv())["event"] == "connected"
-    if ready:
-        ws.send(
-            json.dumps(
-                {"event": "setOptions", "supportedCards": ["weather"], "ads": None}
-            )
-        )
-        ws.send(json.dumps({"event": "reportLocalConsents", "grantedConsents": []}))
+    if greeted:
+        assert_connected(recv(ws), "0")
     return ws
+
+
+def assert_connected(event: dict, number: str) -> None:
+    assert event == {"event": "connected", "requestId": event["requestId"], "id": number}
+    assert HEX32.fullmatch(event["requestId"])
+
+
+def recv(ws: websocket.WebSocket) -> dict:
+    return json.loads(ws.recv())
 
 
 def send_event(conversation_id: str, prompt: str, mode: str = "chat") -> str:
@@ -552,7 +586,17 @@ def send_event(conversation_id: str, prompt: str, mode: str = "chat") -> str:
             "conversationId": conversation_id,
             "mode": mode,
             "content": [{"type": "text", "text": prompt}],
-            "context": {},
+        }
+    )
+
+
+def response_to(challenge: dict, token: str) -> str:
+    return json.dumps(
+        {
+            "event": "challengeResponse",
+            "token": token,
+            "method": challenge["method"],
+            "id": challenge["id"],
         }
     )
 
@@ -560,28 +604,107 @@ def send_event(conversation_id: str, prompt: str, mode: str = "chat") -> str:
 def read_until(ws: websocket.WebSocket, event: str, limit: int = 200) -> list[dict]:
     events: list[dict] = []
     for _ in range(limit):
-        events.append(json.loads(ws.recv()))
+        events.append(recv(ws))
         if events[-1]["event"] == event:
             return events
     raise AssertionError(f"no {event} within the limit")
 
 
-def test_copilot_create_and_start_issue_ids(sandbox):
-    conversation_id = copilot_conversation(sandbox)
-    started = requests.post(
-        sandbox.copilot_url + "/c/api/start", json={"timeZone": "UTC"}, timeout=5
-    )
-    assert len(conversation_id) == 21
-    assert len(started.json()["currentConversationId"]) == 21
-    assert (
-        requests.get(sandbox.copilot_url + "/c/api/user", timeout=5).status_code == 200
-    )
+def quiet(ws: websocket.WebSocket, seconds: float = 0.3) -> list[dict]:
+    """Every event that arrives within `seconds`; [] when the socket stays quiet."""
+    ws.settimeout(seconds)
+    events: list[dict] = []
+    try:
+        for _ in range(200):
+            events.append(recv(ws))
+    except websocket.WebSocketTimeoutException:
+        pass
+    ws.settimeout(5)
+    return events
 
 
-def test_copilot_create_fault_answers_401(sandbox):
-    sandbox.queue_fault("create-401")
-    response = requests.post(sandbox.copilot_url + "/c/api/conversations", timeout=5)
-    assert response.status_code == 401
+def texts(events: list[dict]) -> str:
+    return "".join(e["text"] for e in events if e["event"] == "appendText")
+
+
+def turn(sb: Sandbox, prompt: str, mode: str = "chat") -> list[dict]:
+    """One answered send on a fresh socket, up to `done`."""
+    ws = open_copilot(sb)
+    try:
+        ws.send(send_event(copilot_conversation(sb), prompt, mode))
+        return read_until(ws, "done")
+    finally:
+        ws.close()
+
+
+INVALID_EVENT = {"event": "error", "errorCode": "invalid-event"}
+
+
+# Copilot: conversation create and /c/api/start
+
+
+def test_copilot_conversations_issues_a_nanoid(sandbox):
+    assert NANOID.fullmatch(copilot_conversation(sandbox))
+    assert requests.get(sandbox.copilot_url + "/c/api/user", timeout=5).ok
+
+
+def test_copilot_start_answers_like_the_capture_and_sets_the_anon_cookie(sandbox):
+    response = start(sandbox)
+    body = response.json()
+    assert response.status_code == 200
+    assert NANOID.fullmatch(body["currentConversationId"])
+    assert body["isBlocked"] is False and body["isNewUser"] is False
+    assert body["remainingTurns"] == 30 and body["userId"]
+    assert "send-connected" in body["features"]
+    cookie = response.headers["Set-Cookie"]
+    assert re.fullmatch(
+        r"__Host-copilot-anon=[A-Za-z0-9_-]{64}; Path=/; Secure; HttpOnly; SameSite=None",
+        cookie,
+    )
+    assert sandbox.requests[-1]["body"]["startNewConversation"] is True
+    ws = open_copilot(sandbox)  # the id works on the socket
+    ws.send(send_event(body["currentConversationId"], "hi"))
+    assert read_until(ws, "done")[0]["event"] == "received"
+    ws.close()
+
+
+def test_copilot_start_blocked_is_taken_by_start_only(sandbox):
+    sandbox.queue_fault("start-blocked")
+    copilot_conversation(sandbox)  # leaves it queued
+    assert start(sandbox).json()["isBlocked"] is True
+    assert start(sandbox).json()["isBlocked"] is False
+
+
+@pytest.mark.parametrize("path", ["/c/api/conversations", "/c/api/start"])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ("create-500", 500),
+        ("create-404", 404),
+        ("create-401", 401),
+        ("create-403", 403),
+        ("create-429", 429),
+        ("create-redirect", 302),
+        ("create-empty", 200),
+        ("create-nonjson", 200),
+    ],
+)
+def test_copilot_create_faults_apply_to_both_endpoints(sandbox, path, fault, status):
+    sandbox.queue_fault(fault)
+    response = requests.post(
+        sandbox.copilot_url + path, json={}, timeout=5, allow_redirects=False
+    )
+    assert response.status_code == status
+    if fault == "create-403":
+        assert "Just a moment..." in response.text
+        assert response.headers["cf-mitigated"] == "challenge"
+    if fault == "create-429":
+        assert response.headers["Retry-After"] == "7"
+    if fault == "create-redirect":
+        assert response.headers["Location"] == "http://127.0.0.2:1/elsewhere"
+    if fault == "create-empty":
+        assert response.content == b""
+    assert "Set-Cookie" not in response.headers
 
 
 def test_copilot_upgrade_refused_without_client_session_id(sandbox):
@@ -592,179 +715,479 @@ def test_copilot_upgrade_refused_without_client_session_id(sandbox):
     assert info.value.status_code == 403
 
 
-def test_copilot_turn_deltas_concatenate_to_the_answer(sandbox):
+# Copilot: connected first
+
+
+def test_copilot_connected_is_the_first_frame_and_id_zero(sandbox):
+    ws = open_copilot(sandbox)  # asserts the exact frame
+    ws.send(send_event(copilot_conversation(sandbox), "hi"))
+    assert recv(ws)["id"] == "1"  # as in model-dock-2025-10-connected-received
+    ws.close()
+
+
+def test_copilot_connected_twice_fault(sandbox):
+    sandbox.queue_fault("connected-twice")
+    ws = open_copilot(sandbox)
+    assert_connected(recv(ws), "1")
+    ws.send(send_event(copilot_conversation(sandbox), "once"))
+    events = read_until(ws, "done")
+    ws.close()
+    assert events[0]["event"] == "received" and events[0]["id"] == "2"
+
+
+def test_copilot_frames_before_a_delayed_connected_are_invalid_events(sandbox):
+    sandbox.queue_fault("connected-delay=0.3")
+    ws = open_copilot(sandbox, greeted=False)
+    ws.send(json.dumps({"event": "setOptions", "supportedCards": []}))
+    assert recv(ws) == INVALID_EVENT
+    assert_connected(recv(ws), "0")
+    ws.send(json.dumps({"event": "ping"}))
+    assert recv(ws) == {"event": "pong", "id": "1"}
+    ws.close()
+
+
+def test_copilot_no_connected_stays_silent(sandbox):
+    sandbox.queue_fault("no-connected")
+    ws = open_copilot(sandbox, greeted=False)
+    ws.send(send_event(copilot_conversation(sandbox), "anyone?"))
+    assert quiet(ws) == []
+    ws.close()
+    assert sandbox.received[-1][0]["event"] == "send"
+
+
+# Copilot: turns
+
+
+def test_copilot_answers_without_set_options_and_keeps_the_socket(sandbox):
     prompt = "Name a palindrome"
     conversation_id = copilot_conversation(sandbox)
     ws = open_copilot(sandbox)
     ws.send(send_event(conversation_id, prompt))
     events = read_until(ws, "done")
     kinds = [e["event"] for e in events]
-    answer_id = next(e["messageId"] for e in events if e["event"] == "startMessage")
-    deltas = [e for e in events if e["event"] == "appendText"]
+    answer_id = events[1]["messageId"]
     assert kinds[:2] == ["received", "startMessage"]
     assert events[0]["messageId"] != answer_id
-    assert "".join(e["text"] for e in deltas) == answer_for(prompt)
-    assert all(e["messageId"] == answer_id for e in deltas)
-    assert (
-        next(e for e in events if e["event"] == "citation")["url"]
-        == source_for(prompt).url
-    )
+    assert texts(events) == answer_for(prompt)
     assert kinds[-2:] == ["partCompleted", "done"]
-    assert all(isinstance(e["id"], str) for e in events)
-    after = [json.loads(ws.recv())["event"] for _ in range(2)]
+    assert events[-1] == {"event": "done", "messageId": answer_id, "id": events[-1]["id"]}
+    assert [e["id"] for e in events] == [str(n) for n in range(1, len(events) + 1)]
+    after = [recv(ws)["event"] for _ in range(2)]
     assert after == ["titleUpdate", "suggestedFollowups"]
+    ws.send(send_event(conversation_id, "again"))  # the turn is over: welcome
+    assert texts(read_until(ws, "done")) == answer_for("again")
+    ws.close()
+
+
+def test_copilot_set_options_and_consents_are_accepted(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(json.dumps({"event": "setOptions", "supportedCards": ["weather"]}))
+    ws.send(json.dumps({"event": "reportLocalConsents", "grantedConsents": []}))
     ws.send(json.dumps({"event": "ping"}))
-    assert json.loads(ws.recv())["event"] == "pong"  # the socket stays open after done
+    assert recv(ws) == {"event": "pong", "id": "1"}
+    ws.close()
+
+
+def test_copilot_stream_matches_copilot_answer_for(sandbox):
+    prompt = "cite twice [sandbox:citations=3] [sandbox:updates=4]"
+    layout = copilot_answer_for(prompt)
+    events = turn(sandbox, prompt)
+    sent, cuts, cited = "", [], []
+    for event in events:
+        if event["event"] == "appendText":
+            sent += event["text"]
+            cuts.append(len(sent))
+        if event["event"] == "citation":
+            cited.append((len(sent), event["url"]))
+    assert layout.text == sent == answer_for(prompt)
+    assert tuple(cuts) == layout.cuts
+    assert cited == [(offset, source.url) for offset, source in layout.citations]
+    assert len(cited) == 3 and len({url for _, url in cited}) == 2
+    assert len({offset for offset, _ in cited}) == 3
+    first = next(e for e in events if e["event"] == "citation")
+    source = source_for(prompt)
+    assert first == {
+        "event": "citation",
+        "messageId": events[1]["messageId"],
+        "url": source.url,
+        "title": source.title,
+        "publisher": "example.com",
+        "snippet": first["snippet"],
+        "id": first["id"],
+    }
+
+
+def test_copilot_plain_answer_has_one_citation_after_the_marker(sandbox):
+    prompt = "plain"
+    events = turn(sandbox, prompt)
+    kinds = [e["event"] for e in events]
+    layout = copilot_answer_for(prompt)
+    at = kinds.index("citation")
+    assert kinds.count("citation") == 1
+    assert "[^1^]" in texts(events[:at]) and len(texts(events[:at])) == layout.citations[0][0]
+
+
+def test_copilot_second_send_on_a_live_turn_kills_it(sandbox):
+    prompt = "slow [sandbox:delay=0.05]"
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, prompt))
+    read_until(ws, "startMessage")
+    ws.send(send_event(conversation_id, prompt))
+    events = read_until(ws, "error")
+    assert events[-1] == INVALID_EVENT
+    assert quiet(ws) == []  # the killed turn says nothing more, not even done
+    ws.send(send_event(conversation_id, "next"))
+    assert texts(read_until(ws, "done")) == answer_for("next")
     ws.close()
 
 
 def test_copilot_reasoning_mode_thinks_before_answering(sandbox):
     prompt = "think [sandbox:chars=80]"
-    ws = open_copilot(sandbox)
-    ws.send(send_event(copilot_conversation(sandbox), prompt, mode="reasoning"))
-    events = read_until(ws, "done")
-    ws.close()
+    events = turn(sandbox, prompt, mode="reasoning")
     kinds = [e["event"] for e in events]
-    assert "chainOfThought" in kinds and kinds.index("chainOfThought") < kinds.index(
-        "startMessage"
-    )
-    assert "".join(
-        e["text"] for e in events if e["event"] == "appendText"
-    ) == answer_for(prompt)
+    assert kinds[:5] == ["received"] + ["chainOfThought"] * 3 + ["startMessage"]
+    assert texts(events) == answer_for(prompt)
 
 
-def test_copilot_send_before_set_options_is_an_invalid_event(sandbox):
-    ws = open_copilot(sandbox, ready=False)
-    ws.send(send_event(copilot_conversation(sandbox), "too early"))
-    assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
+def test_copilot_think_directive_spreads_the_thinking(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:think=0.6]", "reasoning"))
+    stamps = []
+    for _ in range(100):
+        event = recv(ws)
+        stamps.append((event["event"], time.monotonic()))
+        if event["event"] == "startMessage":
+            break
+    ws.close()
+    thoughts = [t for kind, t in stamps if kind == "chainOfThought"]
+    assert [kind for kind, _ in stamps[1:-1]] == ["chainOfThought"] * len(thoughts)
+    assert len(thoughts) >= 3
+    assert stamps[-1][1] - stamps[0][1] >= 0.5
+    assert thoughts[1] - thoughts[0] >= 0.1
+
+
+def test_copilot_text_too_long(sandbox):
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, "x" * 10_241))
+    assert recv(ws) == {"event": "error", "errorCode": "text-too-long", "id": "1"}
+    ws.send(send_event(conversation_id, "x" * 10_240))
+    assert read_until(ws, "done")[0]["event"] == "received"
     ws.close()
 
 
-def test_copilot_challenge_must_be_echoed_before_the_answer(sandbox):
-    prompt = "challenge me [sandbox:challenge]"
+def test_copilot_mode_selected_waits_for_a_send_in_that_mode(sandbox):
+    prompt = "upgrade me [sandbox:mode-selected=smart]"
     conversation_id = copilot_conversation(sandbox)
     ws = open_copilot(sandbox)
     ws.send(send_event(conversation_id, prompt))
-    challenge = json.loads(ws.recv())
-    assert challenge == {
-        "event": "challenge",
-        "method": None,
-        "parameter": None,
-        "id": "0.0001",
+    abandoned = read_until(ws, "done")
+    answer_id = abandoned[1]["messageId"]
+    assert [e["event"] for e in abandoned] == [
+        "received",
+        "startMessage",
+        "modeSelected",
+        "done",
+    ]
+    assert abandoned[2] == {
+        "event": "modeSelected",
+        "mode": "smart",
+        "messageId": answer_id,
+        "id": "3",
     }
-    ws.send(
-        json.dumps(
-            {
-                "event": "challengeResponse",
-                "token": "",
-                "method": None,
-                "id": challenge["id"],
-            }
-        )
-    )
-    ws.send(send_event(conversation_id, prompt))
-    events = read_until(ws, "done")
+    assert abandoned[3] == {"event": "done", "messageId": answer_id, "id": "4"}
+    assert quiet(ws) == []
+    ws.send(send_event(conversation_id, prompt, mode="chat"))
+    assert recv(ws) == INVALID_EVENT
+    ws.send(send_event(conversation_id, prompt, mode="smart"))
+    answered = read_until(ws, "done")
     ws.close()
-    assert "".join(
-        e["text"] for e in events if e["event"] == "appendText"
-    ) == answer_for(prompt)
+    assert answered[1]["messageId"] != answer_id
+    assert texts(answered) == answer_for(prompt)
 
 
-def test_copilot_wrong_challenge_id_is_refused(sandbox):
-    ws = open_copilot(sandbox)
-    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:challenge]"))
-    challenge = json.loads(ws.recv())
-    ws.send(
-        json.dumps(
-            {"event": "challengeResponse", "token": "", "method": None, "id": "0.1"}
-        )
-    )
-    assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
-    assert challenge["id"] == "0.0001"
-    ws.close()
+def test_copilot_image_sits_between_two_text_parts(sandbox):
+    prompt = "draw a cat [sandbox:image]"
+    events = turn(sandbox, prompt)
+    kinds = [e["event"] for e in events]
+    at = kinds.index("generatingImage")
+    generated = events[at + 1]
+    answer_id = events[1]["messageId"]
+    assert kinds[at - 1] == "partCompleted" and kinds[at + 2] == "appendText"
+    assert len(texts(events[:at])) == copilot_answer_for(prompt).image_at
+    assert events[at] == {
+        "event": "generatingImage",
+        "messageId": answer_id,
+        "prompt": image_prompt_for(prompt),
+        "id": events[at]["id"],
+    }
+    assert generated == {
+        "event": "imageGenerated",
+        "messageId": answer_id,
+        "partId": generated["partId"],
+        "url": generated["url"],
+        "thumbnailUrl": generated["url"] + "/?w=270&qlt=90",
+        "nextAvailableAt": None,
+        "id": generated["id"],
+    }
+    assert IMAGE_URL.fullmatch(generated["url"])
+    assert events[at - 2]["partId"] != events[at + 2]["partId"]
+    assert texts(events) == answer_for(prompt)
 
 
-def test_copilot_hashcash_accepts_a_solved_nonce(sandbox):
-    import hashlib
+def test_copilot_image_only_turn_has_no_text(sandbox):
+    events = turn(sandbox, "draw [sandbox:image-only]")
+    assert [e["event"] for e in events] == [
+        "received",
+        "startMessage",
+        "generatingImage",
+        "imageGenerated",
+        "done",
+    ]
 
-    sandbox.queue_fault("hashcash")
+
+@pytest.mark.parametrize(
+    ("directive", "code"),
+    [("chat-message-error", "message-error"), ("chat-message-error=blocked", "blocked")],
+)
+def test_copilot_chat_message_error_ends_the_turn_without_done(sandbox, directive, code):
     conversation_id = copilot_conversation(sandbox)
     ws = open_copilot(sandbox)
-    ws.send(send_event(conversation_id, "prove work"))
-    challenge = json.loads(ws.recv())
-    parameter = challenge["parameter"]
-    bits = int(parameter.rsplit(":", 1)[1])
-    nonce = next(
-        str(n)
-        for n in range(1_000_000)
-        if int.from_bytes(hashlib.sha256(f"{parameter}{n}".encode()).digest(), "big")
-        >> (256 - bits)
-        == 0
-    )
-    ws.send(
-        json.dumps(
-            {
-                "event": "challengeResponse",
-                "token": nonce,
-                "method": "hashcash",
-                "id": challenge["id"],
-            }
-        )
-    )
-    ws.send(send_event(conversation_id, "prove work"))
-    assert read_until(ws, "done")[-1]["event"] == "done"
+    ws.send(send_event(conversation_id, f"[sandbox:{directive}]"))
+    events = read_until(ws, "chatMessageError")
+    assert texts(events)  # some text came first
+    assert events[-1] == {
+        "event": "chatMessageError",
+        "errorCode": code,
+        "message": events[-1]["message"],
+        "id": events[-1]["id"],
+    }
+    assert quiet(ws) == []
+    ws.send(send_event(conversation_id, "after"))  # not live any more
+    assert texts(read_until(ws, "done")) == answer_for("after")
+    ws.close()
+
+
+@pytest.mark.parametrize(
+    "code", ["too-many-messages", "throttled", "rate-limit-exceeded", "unauthorized"]
+)
+def test_copilot_error_directive_sends_that_code(sandbox, code):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), f"hi [sandbox:error={code}]"))
+    assert recv(ws) == {"event": "error", "errorCode": code, "id": "1"}
+    assert quiet(ws) == []
+    ws.close()
+
+
+def test_copilot_error_directive_invalid_event_is_unnumbered(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:error=invalid-event]"))
+    assert recv(ws) == INVALID_EVENT
     ws.close()
 
 
 def test_copilot_service_unavailable_error(sandbox):
     ws = open_copilot(sandbox)
     ws.send(send_event(copilot_conversation(sandbox), "[sandbox:error-unavailable]"))
-    event = json.loads(ws.recv())
+    event = recv(ws)
     ws.close()
-    assert (
-        event["event"] == "error" and event["errorCode"] == "chat-service-unavailable"
-    )
-
-
-def test_stop_closes_open_sockets_and_joins():
-    sb = Sandbox().start()
-    ws = open_copilot(sb)
-    sb.stop()
-    for _ in range(5):  # a `connected` event may still be ahead of the close frame
-        opcode, data = ws.recv_data(control_frame=True)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            break
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert int.from_bytes(data[:2], "big") == 1001
-    assert sb.stats()["open"] == 0
-
-
-def test_copilot_cloudflare_challenge_is_never_satisfied(sandbox):
-    ws = open_copilot(sandbox)
-    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:cloudflare]"))
-    challenge = json.loads(ws.recv())
-    response = {
-        "event": "challengeResponse",
-        "token": "turnstile",
-        "id": challenge["id"],
+    assert event == {
+        "event": "error",
+        "errorCode": "chat-service-unavailable",
+        "message": "Copilot is not available in your region.",
+        "id": "1",
     }
-    ws.send(json.dumps({**response, "method": "cloudflare"}))
-    assert challenge["method"] == "cloudflare"
-    assert json.loads(ws.recv()) == {"event": "error", "errorCode": "invalid-event"}
+
+
+def test_copilot_over_research_quota_says_when(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:over-research-quota]"))
+    event = recv(ws)
     ws.close()
+    when = event["errorDetail"]["nextAvailableAt"]
+    assert event == {
+        "event": "error",
+        "errorCode": "over-research-quota",
+        "errorDetail": {"nextAvailableAt": when},
+        "id": "1",
+    }
+    ahead = datetime.fromisoformat(when.replace("Z", "+00:00")) - datetime.now(
+        timezone.utc
+    )
+    assert 85 <= ahead.total_seconds() <= 91
+
+
+def test_copilot_ping_flood_never_answers():
+    with Sandbox() as sb:
+        sb.queue_fault("ping-flood")
+        ws = open_copilot(sb)
+        ws.send(send_event(copilot_conversation(sb), "hello?"))
+        ws.settimeout(2)
+        pings, events, deadline = 0, [], time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_PING:
+                pings += 1
+            elif opcode == websocket.ABNF.OPCODE_TEXT:
+                events.append(json.loads(data))
+        ws.close()
+    assert pings >= 4
+    assert events and all(e == {"event": "ping", "id": e["id"]} for e in events)
 
 
 def test_copilot_drop_cuts_the_answer_short(sandbox):
     prompt = "[sandbox:drop]"
     ws = open_copilot(sandbox)
     ws.send(send_event(copilot_conversation(sandbox), prompt))
-    texts = []
+    parts = []
     with pytest.raises(websocket.WebSocketConnectionClosedException):
         for _ in range(100):
-            event = json.loads(ws.recv())
-            texts += [event["text"]] if event["event"] == "appendText" else []
-    assert answer_for(prompt).startswith("".join(texts))
-    assert "".join(texts) != answer_for(prompt)
+            event = recv(ws)
+            parts += [event["text"]] if event["event"] == "appendText" else []
+    assert answer_for(prompt).startswith("".join(parts))
+    assert "".join(parts) != answer_for(prompt)
+
+
+def test_copilot_unknown_conversation_is_an_invalid_event(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event("A" * 21, "who?"))
+    assert recv(ws) == INVALID_EVENT
+    ws.close()
+
+
+# Copilot: challenges
+
+
+def test_copilot_empty_challenge_comes_mid_turn_and_nothing_waits(sandbox):
+    prompt = "challenge me [sandbox:challenge]"
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), prompt))
+    events = read_until(ws, "challenge")
+    assert events[-1] == {
+        "event": "challenge",
+        "method": None,
+        "parameter": None,
+        "id": "0.0001",
+    }
+    assert [e["event"] for e in events].count("appendText") == 2
+    ws.send(response_to(events[-1], ""))  # acknowledged, never re-sent
+    rest = read_until(ws, "done")
+    ws.close()
+    assert texts(events + rest) == answer_for(prompt)
+    assert INVALID_EVENT not in rest
+    assert sandbox.received[-1][-1] == {
+        "event": "challengeResponse",
+        "token": "",
+        "method": None,
+        "id": "0.0001",
+    }
+
+
+def test_copilot_resent_send_after_empty_challenge_is_wca8(sandbox):
+    prompt = "[sandbox:challenge] [sandbox:delay=0.02]"
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, prompt))
+    challenge = read_until(ws, "challenge")[-1]
+    ws.send(response_to(challenge, ""))
+    ws.send(send_event(conversation_id, prompt))
+    events = read_until(ws, "error")
+    assert events[-1] == INVALID_EVENT
+    assert quiet(ws) == []
+    ws.close()
+
+
+def test_copilot_wrong_challenge_id_is_refused(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:challenge]"))
+    challenge = read_until(ws, "challenge")[-1]
+    ws.send(response_to({**challenge, "id": "0.1"}, ""))
+    events = read_until(ws, "error")  # after or among the rest of the turn
+    ws.close()
+    assert events[-1] == INVALID_EVENT
+
+
+def seed_only_nonce(parameter: str) -> str:
+    """Solve hashcash the way the 2026 clients do: sha256(seed + nonce), no ':bits'."""
+    seed, bits = parameter.rsplit(":", 1)
+    return next(
+        str(n)
+        for n in range(1 << 22)
+        if int.from_bytes(hashlib.sha256(f"{seed}{n}".encode()).digest(), "big")
+        >> (256 - int(bits))
+        == 0
+    )
+
+
+def test_copilot_hashcash_holds_the_send_until_solved(sandbox):
+    sandbox.queue_fault("hashcash")
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, "prove work"))
+    challenge = recv(ws)
+    assert challenge == {
+        "event": "challenge",
+        "method": "hashcash",
+        "parameter": challenge["parameter"],
+        "id": "0.0001",
+    }
+    assert re.fullmatch(r"[0-9a-f]{64}:8", challenge["parameter"])
+    assert quiet(ws, 0.2) == []  # held
+    ws.send(response_to(challenge, seed_only_nonce(challenge["parameter"])))
+    ws.send(send_event(conversation_id, "prove work"))
+    events = read_until(ws, "done")
+    ws.close()
+    assert texts(events) == answer_for("prove work")
+
+
+def test_copilot_hashcash_bits_from_the_directive_and_wrong_tokens(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:hashcash=12]"))
+    challenge = recv(ws)
+    assert challenge["parameter"].endswith(":12")
+    assert hashcash_ok(challenge["parameter"], seed_only_nonce(challenge["parameter"]))
+    ws.send(response_to(challenge, "not-a-number"))
+    assert recv(ws) == INVALID_EVENT
+    ws.close()
+
+
+def test_copilot_arithmetic_challenge(sandbox):
+    prompt = "[sandbox:copilot]"
+    conversation_id = copilot_conversation(sandbox)
+    ws = open_copilot(sandbox)
+    ws.send(send_event(conversation_id, prompt))
+    challenge = recv(ws)
+    assert challenge["method"] == "copilot" and challenge["id"] == "0.0001"
+    a = float(challenge["parameter"])
+    token = str(round(((a**3 / 100 + a * 25) % 22)))
+    assert copilot_token(challenge["parameter"]) == token
+    ws.send(response_to(challenge, str(int(token) + 1)))
+    assert recv(ws) == INVALID_EVENT
+    ws.send(response_to(challenge, token))
+    ws.send(send_event(conversation_id, prompt))
+    assert texts(read_until(ws, "done")) == answer_for(prompt)
+    ws.close()
+
+
+def test_copilot_cloudflare_challenge_is_never_satisfied(sandbox):
+    ws = open_copilot(sandbox)
+    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:cloudflare]"))
+    challenge = recv(ws)
+    ws.send(response_to(challenge, "turnstile"))
+    assert challenge["method"] == "cloudflare"
+    assert recv(ws) == INVALID_EVENT
+    ws.close()
+
+
+def test_stop_closes_open_sockets_and_joins():
+    sb = Sandbox().start()
+    ws = open_copilot(sb)
+    sb.stop()
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(data[:2], "big") == 1001
+    assert sb.stats()["open"] == 0
 
 
 def test_cli_prints_the_gateway_environment():
