@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -554,9 +555,7 @@ def start(sb: Sandbox, **extra) -> requests.Response:
         "correctPersonalizationSetting": True,
         "deferredDataUseCapable": True,
     }
-    return requests.post(
-        sb.copilot_url + "/c/api/start", json=body, timeout=5, **extra
-    )
+    return requests.post(sb.copilot_url + "/c/api/start", json=body, timeout=5, **extra)
 
 
 def open_copilot(sb: Sandbox, greeted: bool = True) -> websocket.WebSocket:
@@ -571,7 +570,11 @@ def open_copilot(sb: Sandbox, greeted: bool = True) -> websocket.WebSocket:
 
 
 def assert_connected(event: dict, number: str) -> None:
-    assert event == {"event": "connected", "requestId": event["requestId"], "id": number}
+    assert event == {
+        "event": "connected",
+        "requestId": event["requestId"],
+        "id": number,
+    }
     assert HEX32.fullmatch(event["requestId"])
 
 
@@ -638,6 +641,13 @@ def turn(sb: Sandbox, prompt: str, mode: str = "chat") -> list[dict]:
 
 
 INVALID_EVENT = {"event": "error", "errorCode": "invalid-event"}
+CAPTURES = Path(__file__).resolve().parent / "captures"
+
+
+def captured(name: str) -> list[dict]:
+    """The events of tests/captures/<name>.copilot.jsonl."""
+    lines = (CAPTURES / f"{name}.copilot.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in lines.splitlines() if line.strip()]
 
 
 # Copilot: conversation create and /c/api/start
@@ -666,6 +676,13 @@ def test_copilot_start_answers_like_the_capture_and_sets_the_anon_cookie(sandbox
     ws.send(send_event(body["currentConversationId"], "hi"))
     assert read_until(ws, "done")[0]["event"] == "received"
     ws.close()
+
+
+def test_copilot_start_has_the_captured_keys_in_order_plus_is_blocked(sandbox):
+    capture = json.loads(
+        (CAPTURES / "model-dock-2025-10-start.copilot-start.json").read_text()
+    )
+    assert list(start(sandbox).json()) == [*capture, "isBlocked"]
 
 
 def test_copilot_start_blocked_is_taken_by_start_only(sandbox):
@@ -725,6 +742,17 @@ def test_copilot_connected_is_the_first_frame_and_id_zero(sandbox):
     ws.close()
 
 
+def test_copilot_connected_and_received_have_the_captured_keys(sandbox):
+    connected, received = captured("model-dock-2025-10-connected-received")
+    ws = open_copilot(sandbox, greeted=False)
+    mine = recv(ws)
+    ws.send(send_event(copilot_conversation(sandbox), "hi"))
+    first = recv(ws)
+    ws.close()
+    assert list(mine) == list(connected) and mine["id"] == connected["id"]
+    assert set(first) == set(received) and first["id"] == received["id"]
+
+
 def test_copilot_connected_twice_fault(sandbox):
     sandbox.queue_fault("connected-twice")
     ws = open_copilot(sandbox)
@@ -770,7 +798,11 @@ def test_copilot_answers_without_set_options_and_keeps_the_socket(sandbox):
     assert events[0]["messageId"] != answer_id
     assert texts(events) == answer_for(prompt)
     assert kinds[-2:] == ["partCompleted", "done"]
-    assert events[-1] == {"event": "done", "messageId": answer_id, "id": events[-1]["id"]}
+    assert events[-1] == {
+        "event": "done",
+        "messageId": answer_id,
+        "id": events[-1]["id"],
+    }
     assert [e["id"] for e in events] == [str(n) for n in range(1, len(events) + 1)]
     after = [recv(ws)["event"] for _ in range(2)]
     assert after == ["titleUpdate", "suggestedFollowups"]
@@ -824,7 +856,10 @@ def test_copilot_plain_answer_has_one_citation_after_the_marker(sandbox):
     layout = copilot_answer_for(prompt)
     at = kinds.index("citation")
     assert kinds.count("citation") == 1
-    assert "[^1^]" in texts(events[:at]) and len(texts(events[:at])) == layout.citations[0][0]
+    assert (
+        "[^1^]" in texts(events[:at])
+        and len(texts(events[:at])) == layout.citations[0][0]
+    )
 
 
 def test_copilot_second_send_on_a_live_turn_kills_it(sandbox):
@@ -852,7 +887,9 @@ def test_copilot_reasoning_mode_thinks_before_answering(sandbox):
 
 def test_copilot_think_directive_spreads_the_thinking(sandbox):
     ws = open_copilot(sandbox)
-    ws.send(send_event(copilot_conversation(sandbox), "[sandbox:think=0.6]", "reasoning"))
+    ws.send(
+        send_event(copilot_conversation(sandbox), "[sandbox:think=0.6]", "reasoning")
+    )
     stamps = []
     for _ in range(100):
         event = recv(ws)
@@ -871,7 +908,7 @@ def test_copilot_text_too_long(sandbox):
     conversation_id = copilot_conversation(sandbox)
     ws = open_copilot(sandbox)
     ws.send(send_event(conversation_id, "x" * 10_241))
-    assert recv(ws) == {"event": "error", "errorCode": "text-too-long", "id": "1"}
+    assert [recv(ws)] == captured("gpt4free-issue3107-2025-08-text-too-long")
     ws.send(send_event(conversation_id, "x" * 10_240))
     assert read_until(ws, "done")[0]["event"] == "received"
     ws.close()
@@ -932,6 +969,7 @@ def test_copilot_image_sits_between_two_text_parts(sandbox):
         "id": generated["id"],
     }
     assert IMAGE_URL.fullmatch(generated["url"])
+    assert set(generated) == set(captured("6kmfi6hp-2026-xx-image-generated")[0])
     assert events[at - 2]["partId"] != events[at + 2]["partId"]
     assert texts(events) == answer_for(prompt)
 
@@ -949,9 +987,14 @@ def test_copilot_image_only_turn_has_no_text(sandbox):
 
 @pytest.mark.parametrize(
     ("directive", "code"),
-    [("chat-message-error", "message-error"), ("chat-message-error=blocked", "blocked")],
+    [
+        ("chat-message-error", "message-error"),
+        ("chat-message-error=blocked", "blocked"),
+    ],
 )
-def test_copilot_chat_message_error_ends_the_turn_without_done(sandbox, directive, code):
+def test_copilot_chat_message_error_ends_the_turn_without_done(
+    sandbox, directive, code
+):
     conversation_id = copilot_conversation(sandbox)
     ws = open_copilot(sandbox)
     ws.send(send_event(conversation_id, f"[sandbox:{directive}]"))
@@ -1012,9 +1055,7 @@ def test_copilot_over_research_quota_says_when(sandbox):
         "errorDetail": {"nextAvailableAt": when},
         "id": "1",
     }
-    ahead = datetime.fromisoformat(when.replace("Z", "+00:00")) - datetime.now(
-        timezone.utc
-    )
+    ahead = datetime.fromisoformat(when) - datetime.now(timezone.utc)
     assert 85 <= ahead.total_seconds() <= 91
 
 
@@ -1160,7 +1201,7 @@ def test_copilot_arithmetic_challenge(sandbox):
     challenge = recv(ws)
     assert challenge["method"] == "copilot" and challenge["id"] == "0.0001"
     a = float(challenge["parameter"])
-    token = str(round(((a**3 / 100 + a * 25) % 22)))
+    token = str(round((a**3 / 100 + a * 25) % 22))
     assert copilot_token(challenge["parameter"]) == token
     ws.send(response_to(challenge, str(int(token) + 1)))
     assert recv(ws) == INVALID_EVENT

@@ -83,7 +83,9 @@ def copilot_answer_for(prompt: str) -> CopilotAnswer:
     (distinct offsets while the text has room), with the last one repeating the
     first URL; `[sandbox:image]` puts the image at the middle cut.
     """
-    return copilot_answer(prompt, plan_from(parse_directives(prompt), None, COPILOT_TURN))
+    return copilot_answer(
+        prompt, plan_from(parse_directives(prompt), None, COPILOT_TURN)
+    )
 
 
 def copilot_answer(prompt: str, plan: Plan) -> CopilotAnswer:
@@ -103,9 +105,7 @@ def copilot_answer(prompt: str, plan: Plan) -> CopilotAnswer:
         middle = [c for c in cuts if 0 < c < len(text)]
         image_at = middle[(len(middle) - 1) // 2] if middle else len(text) // 2
     every = sorted(set(cuts) | set(offsets[: plan.citations]) | {image_at or len(text)})
-    return CopilotAnswer(
-        text, tuple(every), tuple(zip(offsets, sources)), image_at
-    )
+    return CopilotAnswer(text, tuple(every), tuple(zip(offsets, sources)), image_at)
 
 
 def _sources(prompt: str, count: int) -> list[Source]:

@@ -17,6 +17,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -85,7 +86,10 @@ class CopilotSession(Session):
         `invalid-event` errors (WCA #8). Other errors are (gpt4free #3107: id "1").
         """
         with self.send_lock:
-            if event["event"] != "challenge" and event.get("errorCode") != "invalid-event":
+            if (
+                event["event"] != "challenge"
+                and event.get("errorCode") != "invalid-event"
+            ):
                 event = {**event, "id": str(self.counter)}
                 self.counter += 1
             self.send(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
@@ -204,7 +208,9 @@ class CopilotSession(Session):
             if not self._wait(step.pause, live) or self.silent:
                 return
             if isinstance(step, Send):
-                if not all(self._emit_turn(dict(e), live) for e in step.records):
+                # Copilot scripts hold events, never raw text.
+                events = [dict(e) for e in step.records if isinstance(e, Mapping)]
+                if not all(self._emit_turn(event, live) for event in events):
                     return
             elif step.action is Action.DROP:
                 return self.drop()
@@ -260,4 +266,3 @@ def _prompt(event: dict[str, Any]) -> str | None:
         if isinstance(p, dict) and p.get("type") == "text"
     ]
     return texts[0] if texts and isinstance(texts[0], str) else None
-

@@ -36,7 +36,11 @@ MAX_THOUGHTS = 60
 QUOTA_SECONDS = 90  # over-research-quota: nextAvailableAt is this far ahead
 IMAGE_HOST = "https://copilot.microsoft.com/th/id/"
 # The session gives it the next "0.000N" id and remembers it for the response.
-EMPTY_CHALLENGE: dict[str, Any] = {"event": "challenge", "method": None, "parameter": None}
+EMPTY_CHALLENGE: dict[str, Any] = {
+    "event": "challenge",
+    "method": None,
+    "parameter": None,
+}
 _CUT_SHORT = frozenset({"drop", "chat-message-error"})
 
 

@@ -24,7 +24,7 @@ _ERROR_PAGE = (
 # What Cloudflare puts in front of copilot.microsoft.com for a client without
 # clearance (CG-2026-09: a 403 on /c/api/* means Cloudflare, not a bad cookie).
 _CLOUDFLARE_PAGE = (
-    "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
+    '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title></head>'
     "<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>"
 )
 REDIRECT_TO = "http://127.0.0.2:1/elsewhere"  # loopback, and nothing listens there
