@@ -7,7 +7,8 @@ turn; the empty challenge is posed mid-turn and nothing waits for it, while
 hashcash and `copilot` challenges hold the `send` until solved and re-sent;
 `modeSelected` waits for a re-send in the chosen mode. setOptions and
 reportLocalConsents are accepted but not required (the Android app sends
-neither). Turns play on the worker thread; the reader keeps answering.
+neither); `stop` silently ends the live turn. Turns play on the worker
+thread; the reader keeps answering.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ unicode, split, final-only, trailing-space, render-card-last; throttled,
 captcha, unauthorized, forbidden, invalid-session, invalid-request, apology,
 disengaged, turn-limit, drop, type7, garbage, silent, silent=after-text.
 
-Stage turn, Copilot (events get the `id` counter; `connected` is "0"):
+Stage turn, Copilot (events get the string `id` counter, `connected` is "0";
+`challenge` events and `invalid-event` errors carry none, as captured):
 - chars=N, updates=N, delay=S, slow-first=S, unicode: shape the answer.
 - citations=N (default 1): N `{"event":"citation","messageId","url","title",
   "publisher","snippet"}` at distinct cuts; the last repeats the first URL.
