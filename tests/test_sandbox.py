@@ -18,6 +18,7 @@ import requests
 import websocket
 
 from bingo.sandbox import (
+    CITATION,
     Sandbox,
     answer_for,
     copilot_answer_for,
@@ -796,7 +797,7 @@ def test_copilot_answers_without_set_options_and_keeps_the_socket(sandbox):
     answer_id = events[1]["messageId"]
     assert kinds[:2] == ["received", "startMessage"]
     assert events[0]["messageId"] != answer_id
-    assert texts(events) == answer_for(prompt)
+    assert texts(events) == copilot_answer_for(prompt).text
     assert kinds[-2:] == ["partCompleted", "done"]
     assert events[-1] == {
         "event": "done",
@@ -807,7 +808,7 @@ def test_copilot_answers_without_set_options_and_keeps_the_socket(sandbox):
     after = [recv(ws)["event"] for _ in range(2)]
     assert after == ["titleUpdate", "suggestedFollowups"]
     ws.send(send_event(conversation_id, "again"))  # the turn is over: welcome
-    assert texts(read_until(ws, "done")) == answer_for("again")
+    assert texts(read_until(ws, "done")) == copilot_answer_for("again").text
     ws.close()
 
 
@@ -831,7 +832,7 @@ def test_copilot_stream_matches_copilot_answer_for(sandbox):
             cuts.append(len(sent))
         if event["event"] == "citation":
             cited.append((len(sent), event["url"]))
-    assert layout.text == sent == answer_for(prompt)
+    assert layout.text == sent == answer_for(prompt).replace(CITATION, "", 1)
     assert tuple(cuts) == layout.cuts
     assert cited == [(offset, source.url) for offset, source in layout.citations]
     assert len(cited) == 3 and len({url for _, url in cited}) == 2
@@ -849,17 +850,16 @@ def test_copilot_stream_matches_copilot_answer_for(sandbox):
     }
 
 
-def test_copilot_plain_answer_has_one_citation_after_the_marker(sandbox):
+def test_copilot_plain_answer_has_one_citation_where_the_marker_was(sandbox):
     prompt = "plain"
     events = turn(sandbox, prompt)
     kinds = [e["event"] for e in events]
     layout = copilot_answer_for(prompt)
     at = kinds.index("citation")
     assert kinds.count("citation") == 1
-    assert (
-        "[^1^]" in texts(events[:at])
-        and len(texts(events[:at])) == layout.citations[0][0]
-    )
+    assert "[^1^]" not in texts(events), "Copilot text carries no Bing-style marker"
+    assert texts(events[:at]) == answer_for(prompt).split(CITATION)[0]
+    assert len(texts(events[:at])) == layout.citations[0][0]
 
 
 def test_copilot_second_send_on_a_live_turn_kills_it(sandbox):
@@ -873,7 +873,7 @@ def test_copilot_second_send_on_a_live_turn_kills_it(sandbox):
     assert events[-1] == INVALID_EVENT
     assert quiet(ws) == []  # the killed turn says nothing more, not even done
     ws.send(send_event(conversation_id, "next"))
-    assert texts(read_until(ws, "done")) == answer_for("next")
+    assert texts(read_until(ws, "done")) == copilot_answer_for("next").text
     ws.close()
 
 
@@ -882,7 +882,7 @@ def test_copilot_reasoning_mode_thinks_before_answering(sandbox):
     events = turn(sandbox, prompt, mode="reasoning")
     kinds = [e["event"] for e in events]
     assert kinds[:5] == ["received"] + ["chainOfThought"] * 3 + ["startMessage"]
-    assert texts(events) == answer_for(prompt)
+    assert texts(events) == copilot_answer_for(prompt).text
 
 
 def test_copilot_think_directive_spreads_the_thinking(sandbox):
@@ -941,7 +941,7 @@ def test_copilot_mode_selected_waits_for_a_send_in_that_mode(sandbox):
     answered = read_until(ws, "done")
     ws.close()
     assert answered[1]["messageId"] != answer_id
-    assert texts(answered) == answer_for(prompt)
+    assert texts(answered) == copilot_answer_for(prompt).text
 
 
 def test_copilot_image_sits_between_two_text_parts(sandbox):
@@ -971,7 +971,7 @@ def test_copilot_image_sits_between_two_text_parts(sandbox):
     assert IMAGE_URL.fullmatch(generated["url"])
     assert set(generated) == set(captured("6kmfi6hp-2026-xx-image-generated")[0])
     assert events[at - 2]["partId"] != events[at + 2]["partId"]
-    assert texts(events) == answer_for(prompt)
+    assert texts(events) == copilot_answer_for(prompt).text
 
 
 def test_copilot_image_only_turn_has_no_text(sandbox):
@@ -1008,7 +1008,7 @@ def test_copilot_chat_message_error_ends_the_turn_without_done(
     }
     assert quiet(ws) == []
     ws.send(send_event(conversation_id, "after"))  # not live any more
-    assert texts(read_until(ws, "done")) == answer_for("after")
+    assert texts(read_until(ws, "done")) == copilot_answer_for("after").text
     ws.close()
 
 
@@ -1086,7 +1086,7 @@ def test_copilot_drop_cuts_the_answer_short(sandbox):
         for _ in range(100):
             event = recv(ws)
             parts += [event["text"]] if event["event"] == "appendText" else []
-    assert answer_for(prompt).startswith("".join(parts))
+    assert copilot_answer_for(prompt).text.startswith("".join(parts))
     assert "".join(parts) != answer_for(prompt)
 
 
@@ -1115,7 +1115,7 @@ def test_copilot_empty_challenge_comes_mid_turn_and_nothing_waits(sandbox):
     ws.send(response_to(events[-1], ""))  # acknowledged, never re-sent
     rest = read_until(ws, "done")
     ws.close()
-    assert texts(events + rest) == answer_for(prompt)
+    assert texts(events + rest) == copilot_answer_for(prompt).text
     assert INVALID_EVENT not in rest
     assert sandbox.received[-1][-1] == {
         "event": "challengeResponse",
@@ -1179,7 +1179,7 @@ def test_copilot_hashcash_holds_the_send_until_solved(sandbox):
     ws.send(send_event(conversation_id, "prove work"))
     events = read_until(ws, "done")
     ws.close()
-    assert texts(events) == answer_for("prove work")
+    assert texts(events) == copilot_answer_for("prove work").text
 
 
 def test_copilot_hashcash_bits_from_the_directive_and_wrong_tokens(sandbox):
@@ -1207,7 +1207,7 @@ def test_copilot_arithmetic_challenge(sandbox):
     assert recv(ws) == INVALID_EVENT
     ws.send(response_to(challenge, token))
     ws.send(send_event(conversation_id, prompt))
-    assert texts(read_until(ws, "done")) == answer_for(prompt)
+    assert texts(read_until(ws, "done")) == copilot_answer_for(prompt).text
     ws.close()
 
 

@@ -18,6 +18,7 @@ which one each citation (and the image) arrives.
 from __future__ import annotations
 
 from .answer import (
+    CITATION,
     CopilotAnswer,
     Source,
     answer_for,
@@ -29,6 +30,7 @@ from .challenge import copilot_token, hashcash_ok, solve_hashcash
 from .server import Sandbox
 
 __all__ = [
+    "CITATION",
     "CopilotAnswer",
     "Sandbox",
     "Source",

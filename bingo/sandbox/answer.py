@@ -77,8 +77,9 @@ class CopilotAnswer:
 def copilot_answer_for(prompt: str) -> CopilotAnswer:
     """What the Copilot side streams for `prompt` with no queued fault.
 
-    The text is `answer_for(prompt)`; by default one citation of
-    `source_for(prompt)` follows the first delta that contains `[^1^]`.
+    The text is `answer_for(prompt)` without its `[^1^]` marker; by default one
+    citation of `source_for(prompt)` arrives right where the marker was, so the
+    gateway's answer equals the ChatHub's (`[^1]` there, its definition at the end).
     `[sandbox:citations=N]` adds N-1 more, spread over the rest of the text
     (distinct offsets while the text has room), with the last one repeating the
     first URL; `[sandbox:image]` puts the image at the middle cut.
@@ -92,9 +93,13 @@ def copilot_answer(prompt: str, plan: Plan) -> CopilotAnswer:
     """`copilot_answer_for` for a plan that may include a queued fault."""
     if plan.image == "only":
         return CopilotAnswer("", (), (), 0)
-    text = answer_for(prompt, plan.chars, unicode=plan.unicode)
+    # Copilot's text carries no Bing-style marker: the `citation` event itself
+    # marks the spot, arriving right where answer_for() has its `[^1^]`.
+    full = answer_for(prompt, plan.chars, unicode=plan.unicode)
+    marked = full.find(CITATION)
+    text = full.replace(CITATION, "", 1) if marked >= 0 else full
     cuts = [len(p) for p in prefixes(text, plan.updates)]
-    first = next((c for c in cuts if CITATION in text[:c]), len(text))
+    first = marked if marked >= 0 else len(text)
     offsets = [first] + [
         first + round((len(text) - first) * k / (plan.citations - 1))
         for k in range(1, plan.citations)
