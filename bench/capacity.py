@@ -1,8 +1,8 @@
 """Figures 2, 3 and 4: CPU per answer, N concurrent streams, memory per stream.
 
-The gateway's CPU and RSS come from /proc of its one gunicorn worker; the baseline's
-CPU from time.process_time() inside its own process. Both sides read the same
-traffic from the same sandbox, in alternating waves, so drift lands on both.
+The gateway's CPU and RSS come from /proc of its one gunicorn worker; each baseline
+reader's CPU from time.process_time() inside its own process. All sides read the
+same traffic from the same sandbox, in rotating waves, so drift lands on all.
 """
 
 from __future__ import annotations
@@ -12,24 +12,24 @@ from itertools import pairwise
 from .harness import Harness
 from .load import peak_overlap
 from .procstat import PeakSampler
-from .response import StreamResult
 from .stats import difference, ratio, summary
-from .traffic import gateway_answer, prompt_for
+from .traffic import prompt_for
 
 MAX_ERRORS_KEPT = 5
 GAP_LIMIT_MS = 50.0  # the issue's bound on the p99 added inter-chunk delay
+BASELINES = ("direct", "minimal")
 
 
-def _intact(stream: StreamResult) -> bool:
-    return (
-        stream.error is None
-        and stream.finish_reason == "stop"
-        and stream.content == gateway_answer(stream.prompt)
-    )
+def _failures(name: str, records: list[dict]) -> list[str]:
+    return [
+        f"{name} {r['prompt'][:28]!r}: {r['error'] or 'inexact answer'}"
+        for r in records
+        if not r["intact"]
+    ]
 
 
 def _gaps_ms(times_lists: list[list[float]], after: float = 0.0) -> list[float]:
-    """Gaps between consecutive chunks of each stream, those that begin after `after`."""
+    """Gaps between consecutive chunks of each stream that begin after `after`."""
     return [
         (b - a) * 1000
         for times in times_lists
@@ -41,164 +41,121 @@ def _gaps_ms(times_lists: list[list[float]], after: float = 0.0) -> list[float]:
 def _gap_summaries(times_lists: list[list[float]]) -> dict:
     """All gaps, and the steady-state ones: after every stream had its first token.
 
-    While N streams are still opening, connection set-up (conversation create,
-    websocket handshake) competes with the streams already flowing, on both sides;
-    the steady-state figure is what streaming N answers costs once they are open.
+    While N streams are still opening, connection set-up competes with the streams
+    already flowing, on every side; the steady-state figure is what streaming N
+    answers costs once they are open.
     """
     firsts = [times[0] for times in times_lists if times]
-    all_open = (
-        max(firsts) if len(firsts) == len(times_lists) and firsts else float("inf")
-    )
+    all_open = max(firsts) if len(firsts) == len(times_lists) and firsts else 1e18
     return {
         "all": summary(_gaps_ms(times_lists)),
         "steady": summary(_gaps_ms(times_lists, all_open)),
     }
 
 
-def _failures(streams: list[StreamResult], direct: list[dict]) -> list[str]:
-    found = [
-        f"gateway {s.prompt[:28]!r}: {s.error or 'inexact answer'}"
-        for s in streams
-        if not _intact(s)
-    ]
-    found += [
-        f"direct {r['prompt'][:28]!r}: {r['error'] or 'inexact answer'}"
-        for r in direct
-        if not r["intact"]
-    ]
-    return found
+def _versus(values: dict[str, float | None], combine: object) -> dict:
+    """Gateway against each baseline (ratio or difference), and direct over minimal."""
+    pairs = [("gateway", b) for b in BASELINES] + [("direct", "minimal")]
+    return {f"{a}/{b}": combine(values[a], values[b]) for a, b in pairs}  # type: ignore[operator]
 
 
-def cpu_per_answer(h: Harness) -> dict:
-    """CPU seconds per answer, gateway worker over the direct client's process.
-
-    Waves alternate between the sides; each wave's ratio is kept too, to show
-    how much a single wave would have wandered.
-    """
-    size, spread = h.options.cpu_concurrency, h.options.spread
-    waves = max(1, h.options.cpu_answers // size)
-    gateway_cpu, direct_cpu, wave_ratios = [], [], []
-    stat_before = h.worker_stat_cpu()
-    streams: list[StreamResult] = []
-    direct: list[dict] = []
+def cpu_per_answer(h: Harness, answers: int, concurrency: int) -> dict:
+    """CPU milliseconds per answer on each side, in waves that rotate the order."""
+    spread, names = h.options.spread, list(h.sides)
+    waves = max(1, answers // concurrency)
+    cpu = {name: 0.0 for name in names}
+    wave_ratios, failures = [], []
     for wave in range(waves):
-        before = h.worker_cpu()
-        streams += h.gateway_streams(
-            [prompt_for(f"cpu-gateway-{wave}-{i}", h.options) for i in range(size)],
-            spread=spread,
-        )
-        gateway_cpu.append(h.worker_cpu() - before)
-        h.settle()
-        job = h.direct_waves(
-            [prompt_for(f"cpu-direct-{wave}-{i}", h.options) for i in range(size)],
-            size,
-            spread,
-        )
-        direct_cpu.append(job["cpu_seconds"])
-        direct += job["results"]
-        wave_ratios.append(ratio(gateway_cpu[-1], direct_cpu[-1]))
-        h.settle()
-    count = waves * size
-    failures = _failures(streams, direct)
+        spent = {}
+        for name in names[wave % 3 :] + names[: wave % 3]:
+            prompts = [
+                prompt_for(f"cpu-{h.scheme}-{name}-{wave}-{i}", h.options)
+                for i in range(concurrency)
+            ]
+            result = h.sides[name].waves(prompts, concurrency, spread)
+            spent[name] = result.cpu_seconds
+            failures += _failures(name, result.records)
+            h.settle()
+        wave_ratios.append(ratio(spent["gateway"], spent["minimal"]))
+        for name in names:
+            cpu[name] += spent[name]
+    per_answer = {name: cpu[name] / (waves * concurrency) * 1000 for name in names}
     return {
-        "answers": count,
-        "concurrency": size,
-        "gateway_cpu_ms_per_answer": sum(gateway_cpu) / count * 1000,
-        "direct_cpu_ms_per_answer": sum(direct_cpu) / count * 1000,
-        "ratio": ratio(sum(gateway_cpu), sum(direct_cpu)),
-        "wave_ratios": wave_ratios,
-        # The same gateway CPU from /proc/<pid>/stat ticks (includes the idle gaps
-        # between waves, so it is a little higher): a cross-check of the clock.
-        "gateway_stat_cpu_ms_per_answer": (h.worker_stat_cpu() - stat_before)
-        / count
-        * 1000,
+        "answers": waves * concurrency,
+        "concurrency": concurrency,
+        "ms_per_answer": per_answer,
+        "ratio": _versus(per_answer, ratio),
+        "wave_ratios_vs_minimal": wave_ratios,
         "errors": failures[:MAX_ERRORS_KEPT],
         "error_count": len(failures),
     }
 
 
+def _side_at(records: list[dict], cpu_seconds: float, n: int) -> dict:
+    firsts = [(r["times"][0] - r["started"]) * 1000 for r in records if r["times"]]
+    return {
+        "intact": sum(r["intact"] for r in records),
+        "peak_open": peak_overlap([(r["started"], r["ended"]) for r in records]),
+        "gap_ms": _gap_summaries([r["times"] for r in records]),
+        "first_token_ms": summary(firsts),
+        "cpu_ms_per_answer": cpu_seconds / n * 1000,
+    }
+
+
 def streams_at(h: Harness, n: int, idle_rss_kb: int) -> dict:
-    """N concurrent streams on each side; correctness, gaps, CPU and RSS at N."""
-    spread = h.options.spread
-    with h.upstream_load() as direct_load:
-        job = h.direct_waves(
-            [prompt_for(f"n{n}-direct-{i}", h.options) for i in range(n)], n, spread
-        )
-    h.settle()
-    before = h.worker_cpu()
-    with (
-        h.upstream_load() as gateway_load,
-        PeakSampler(h.gateway.worker_pid, h.options.stream_timeout + 10) as sampler,
-    ):
-        streams = h.gateway_streams(
-            [prompt_for(f"n{n}-gateway-{i}", h.options) for i in range(n)],
-            spread=spread,
-        )
-    gateway_cpu = h.worker_cpu() - before
-    h.settle()
-    direct = job["results"]
-    gaps = {
-        "gateway": _gap_summaries([s.content_times for s in streams]),
-        "direct": _gap_summaries([r["delta_times"] for r in direct]),
-    }
-    added = {
-        part: difference(gaps["gateway"][part]["p99"], gaps["direct"][part]["p99"])
-        for part in ("all", "steady")
-    }
-    failures = _failures(streams, direct)
-    intact = sum(map(_intact, streams))
-    cpu = {"gateway": gateway_cpu / n * 1000, "direct": job["cpu_seconds"] / n * 1000}
+    """N concurrent streams on each side; correctness, gaps, first token, CPU, RSS."""
+    sides, failures, load = {}, [], {}
+    for name in reversed(list(h.sides)):  # the readers first, the gateway last
+        prompts = [
+            prompt_for(f"n{n}-{h.scheme}-{name}-{i}", h.options) for i in range(n)
+        ]
+        with (
+            h.upstream_load() as upstream,
+            PeakSampler(h.gateway.worker_pid, h.options.stream_timeout + 10) as worker,
+            PeakSampler(h.gateway.master_pid, h.options.stream_timeout + 10) as master,
+        ):
+            result = h.sides[name].waves(prompts, n, h.options.spread)
+        h.settle()
+        sides[name] = _side_at(result.records, result.cpu_seconds, n)
+        failures += _failures(name, result.records)
+        load[name] = upstream.utilisation
+        if name == "gateway":
+            memory = {"worker_peak_rss_kb": worker.peak_rss_kb}
+            memory |= {"master_peak_rss_kb": master.peak_rss_kb}
+            memory |= {"threads": worker.peak_threads}
+    steady = {k: s["gap_ms"]["steady"]["p99"] for k, s in sides.items()}
+    every = {k: s["gap_ms"]["all"]["p99"] for k, s in sides.items()}
+    first_p50 = {k: s["first_token_ms"]["p50"] for k, s in sides.items()}
+    added_steady = _versus(steady, difference)
     return {
         "n": n,
-        "peak_open": {
-            "gateway": peak_overlap([(s.started, s.ended) for s in streams]),
-            "direct": peak_overlap([(r["started"], r["ended"]) for r in direct]),
-        },
-        "gateway_intact": intact,
-        "direct_intact": sum(r["intact"] for r in direct),
+        "sides": sides,
         "errors": len(failures),
         "error_samples": failures[:MAX_ERRORS_KEPT],
-        "gap_ms": gaps,
-        "added_gap_p99_ms": added,  # gateway p99 minus direct p99, all gaps and steady state
-        "first_token_ms": {
-            "gateway": summary(
-                [
-                    (s.first_content_at - s.started) * 1000
-                    for s in streams
-                    if s.first_content_at
-                ]
-            ),
-            "direct": summary(
-                [
-                    (r["delta_times"][0] - r["started"]) * 1000
-                    for r in direct
-                    if r["delta_times"]
-                ]
-            ),
-        },
-        "cpu_ms_per_answer": cpu,
-        "cpu_ratio": ratio(cpu["gateway"], cpu["direct"]),
-        "sandbox_cores_busy": {
-            "gateway": gateway_load.utilisation,
-            "direct": direct_load.utilisation,
-        },
-        "rss_kb": sampler.peak_rss_kb,
-        "threads": sampler.peak_threads,
-        "kb_per_stream": (sampler.peak_rss_kb - idle_rss_kb) / n,
+        "added_gap_p99_ms": {"steady": added_steady, "all": _versus(every, difference)},
+        "first_token_p50_ratio": _versus(first_p50, ratio),
+        "cpu_ratio": _versus(
+            {k: s["cpu_ms_per_answer"] for k, s in sides.items()}, ratio
+        ),
+        "sandbox_cores_busy": load,
+        **memory,
+        "kb_per_stream": (memory["worker_peak_rss_kb"] - idle_rss_kb) / n,
         "ok": not failures
-        and intact == n
-        and added["steady"] is not None
-        and added["steady"] <= GAP_LIMIT_MS,
+        and sides["gateway"]["intact"] == n
+        and all(
+            added_steady[f"gateway/{b}"] is not None
+            and added_steady[f"gateway/{b}"] <= GAP_LIMIT_MS
+            for b in BASELINES
+        ),
     }
 
 
-def ramp(h: Harness) -> dict:
-    """Every step of the ramp, the RSS it started from, and the first N that failed."""
-    idle = h.worker_status()["rss_kb"]
-    steps = [streams_at(h, n, idle) for n in h.options.ramp]
+def ramp(h: Harness, idle_rss_kb: int) -> dict:
+    """Every step of the ramp against one idle RSS (the one the report shows)."""
+    steps = [streams_at(h, n, idle_rss_kb) for n in h.options.ramp]
     failed = next((s["n"] for s in steps if not s["ok"]), None)
     return {
-        "idle_rss_kb": idle,
+        "idle_rss_kb": idle_rss_kb,
         "spread_s": h.options.spread,
         "steps": steps,
         "first_failing_n": failed,

@@ -1,5 +1,5 @@
-"""Child processes, generically: start one pinned to some CPUs with its log file,
-read its stdout line by line within a time bound, stop it (TERM, then KILL).
+"""Child processes, generically: start one with its log file, read its stdout line
+by line within a time bound, stop it (TERM, then KILL).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-
-from .cpus import spawn_on
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 10.0
@@ -40,16 +38,14 @@ class Managed:
         command: list[str],
         env: dict[str, str],
         log_path: Path,
-        cpus: frozenset[int],
         **popen: object,
     ) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115  # open as long as the child runs; stop() closes it
-        with spawn_on(cpus):
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stderr=self._log, **popen
-            )  # type: ignore[call-overload]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stderr=self._log, **popen
+        )  # type: ignore[call-overload]
 
     def stop(self) -> None:
         if self.process.poll() is None:

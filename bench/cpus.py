@@ -1,29 +1,34 @@
-"""CPU placement: the measured process gets a core of its own.
+"""CPU placement: unpinned (the headline) or the measured process on a core of its own.
 
-The gateway worker and the direct baseline are each pinned, in turn, to the same
-core; the sandbox and the load generator share the others. Each side is then
-measured alone on identical ground, and the HTTP client's work does not land on the
-gateway's core (in production the client is on another machine). Children inherit
-the mask at fork, so spawning under `spawn_on` pins a whole process tree.
+Unpinned, the OS places the gateway, the readers, the sandbox and the load generator
+on the machine's cores as it would in production. Pinned (a detail), the gateway
+worker and the baseline readers share one core and the sandbox and the load
+generator the others, so each side is measured alone on identical ground.
+`pin_process` moves every thread of a running process; threads started later
+inherit the mask of the thread that starts them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Placement:
-    measured: frozenset[int]  # gateway worker, direct baseline
+    measured: frozenset[int]  # gateway processes, baseline readers
     others: frozenset[int]  # sandbox, load generator, this process
 
     def describe(self) -> str:
         if self.measured == self.others:
             return "not pinned"
-        return f"measured process on CPU {sorted(self.measured)}, sandbox and load generator on CPU {sorted(self.others)}"
+        return (
+            f"gateway and readers on CPU {sorted(self.measured)}, "
+            f"sandbox and load generator on CPU {sorted(self.others)}"
+        )
 
 
 def plan(pin: bool) -> Placement:
@@ -35,12 +40,27 @@ def plan(pin: bool) -> Placement:
     return Placement(measured, cpus - measured)
 
 
+def pin_process(pid: int, cpus: Iterable[int]) -> None:
+    """Set the affinity of every thread the process has now (races are ignored)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), set(cpus))
+
+
 @contextlib.contextmanager
-def spawn_on(cpus: frozenset[int]) -> Iterator[None]:
-    """Run the block (a Popen) with this thread pinned to `cpus`, then restore."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
+def placed(
+    placement: Placement, measured: list[int], others: list[int]
+) -> Iterator[Placement]:
+    """Apply a placement to running processes (and this one); restore all after."""
+    everything = placement.measured | placement.others
     try:
-        yield
+        for pid in measured:
+            pin_process(pid, placement.measured)
+        for pid in others:
+            pin_process(pid, placement.others)
+        pin_process(os.getpid(), placement.others)
+        yield placement
     finally:
-        os.sched_setaffinity(0, before)
+        for pid in [*measured, *others, os.getpid()]:
+            with contextlib.suppress(OSError):
+                pin_process(pid, everything)

@@ -1,11 +1,12 @@
 """Figures 1 and 5: time to first token at concurrency 1, first byte when Bing is slow.
 
-First-token rounds alternate the side that goes first, so drift on a shared machine
-lands on both; each side hangs up at its first token. Times are in milliseconds.
+First-token rounds rotate which side goes first, so drift on a shared machine lands
+on all three; each side hangs up at its first token. Times are in milliseconds.
 """
 
 from __future__ import annotations
 
+from . import load
 from .harness import Harness
 from .response import StreamResult
 from .stats import difference, summary
@@ -14,64 +15,55 @@ from .traffic import prompt_for
 HEROKU_FIRST_BYTE_SECONDS = 30.0
 
 
-def _has_token(result: StreamResult) -> bool:
-    return bool(result.content_times)
+def first_token(h: Harness, rounds: int) -> dict:
+    """Each side's first token at c=1; added = gateway minus each baseline."""
+    names = list(h.sides)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    errors: list[str] = []
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            prompt = prompt_for(f"ttft-{h.scheme}-{name}-{round_}", h.options)
+            ms, error = h.sides[name].first_ms(prompt)
+            if ms is None:
+                errors.append(f"{name}: {error}")
+            else:
+                times[name].append(ms)
+    h.settle()
+    ms = {name: summary(values) for name, values in times.items()}
+    return {
+        "rounds": rounds,
+        "ms": ms,
+        "added_p50_ms": {
+            base: difference(ms["gateway"]["p50"], ms[base]["p50"])
+            for base in names[1:]
+        },
+        "added_p99_ms": {
+            base: difference(ms["gateway"]["p99"], ms[base]["p99"])
+            for base in names[1:]
+        },
+        "errors": errors,
+    }
 
 
 def _has_first_byte(result: StreamResult) -> bool:
     return result.role_at is not None
 
 
-def first_token(h: Harness) -> dict:
-    """Added time to first token: gateway's first content chunk minus the first Delta."""
-    gateway_ms: list[float] = []
-    direct_ms: list[float] = []
-    errors: list[str] = []
-    for round_ in range(h.options.ttft_rounds):
-        sides = ("direct", "gateway") if round_ % 2 == 0 else ("gateway", "direct")
-        for side in sides:
-            prompt = prompt_for(f"ttft-{side}-{round_}", h.options)
-            if side == "direct":
-                turn = h.direct_first_token(prompt)
-                if not turn.delta_times:
-                    errors.append(f"direct: {turn.error}")
-                else:
-                    direct_ms.append((turn.delta_times[0] - turn.started) * 1000)
-            else:
-                [stream] = h.gateway_streams([prompt], stop_when=_has_token)
-                if stream.first_content_at is None or stream.error:
-                    errors.append(f"gateway: {stream.error}")
-                else:
-                    gateway_ms.append((stream.first_content_at - stream.started) * 1000)
-    h.settle()
-    gateway, baseline = summary(gateway_ms), summary(direct_ms)
-    return {
-        "rounds": h.options.ttft_rounds,
-        "gateway_ms": gateway,
-        "direct_ms": baseline,
-        "added_p50_ms": difference(gateway["p50"], baseline["p50"]),
-        "added_p99_ms": difference(gateway["p99"], baseline["p99"]),
-        "errors": errors,
-    }
-
-
 def slow_first_byte(h: Harness) -> dict:
     """Headers plus the role chunk while the upstream is silent for `slow_first` s."""
     seconds = h.options.slow_first
     prompt = prompt_for("slow-first", h.options, slow_first=seconds)
-    [stream] = h.gateway_streams([prompt], stop_when=_has_first_byte)
+    [stream] = load.run_streams(
+        h.gateway.port, [prompt], h.options.stream_timeout, _has_first_byte
+    )
     h.settle()
     first_byte = None if stream.role_at is None else stream.role_at - stream.started
-    headers = None if stream.headers_at is None else stream.headers_at - stream.started
     return {
         "upstream_silent_s": seconds,
-        "keepalive_s": h.settings.keepalive_seconds,
+        "keepalive_s": h.options.keepalive or 15.0,
         "status": stream.status,
-        "headers_s": headers,
         "first_byte_s": first_byte,
-        "before_upstream_s": difference(
-            first_byte, seconds
-        ),  # negative: gateway spoke first
         "heroku_limit_s": HEROKU_FIRST_BYTE_SECONDS,
         "errors": [stream.error] if stream.error else [],
     }

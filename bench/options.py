@@ -1,7 +1,7 @@
 """What one benchmark run does: traffic shape, repetitions, concurrency ramp, outputs.
 
-The defaults finish in about five minutes on a 2-core machine; `--quick` is a smoke
-run of every phase with tiny counts that finishes in well under 20 seconds.
+The defaults finish in about ten minutes on a 2-core machine (plain and TLS, each
+unpinned and pinned); `--quick` is a smoke run of every phase with tiny counts.
 """
 
 from __future__ import annotations
@@ -21,32 +21,40 @@ class Options:
     chars: int = 2000  # answer length (the sandbox pads the echo to this)
     updates: int = 100  # cumulative updates per answer
     delay: float = 0.05  # seconds the upstream waits before each update
+    schemes: tuple[str, ...] = ("ws", "wss")  # plain, then TLS (test CA)
+    protocol: str = "chathub"  # what the readers speak; MODEL makes the gateway agree
     warmup: int = 2  # answers per side before anything is measured
-    ttft_rounds: int = 200  # concurrency-1 first-token rounds per side
-    cpu_answers: int = 160  # answers per side for the CPU figure
+    ttft_rounds: int = 100  # concurrency-1 first-token rounds per side
+    cpu_answers: int = 80  # answers per side for the CPU figure
     cpu_concurrency: int = 20  # streams at once in the CPU phase (one wave)
-    ramp: tuple[int, ...] = (50, 100, 200, 300)  # concurrent streams per step
+    ramp: tuple[int, ...] = (50, 200)  # concurrent streams per step
     spread: float = 1.0  # a step's streams start evenly over this many seconds
     target_n: int = 200  # the N the targets are judged at
+    pinned: bool = True  # also measure TTFT and CPU pinned (a detail; see cpus.py)
+    pinned_rounds: int = 60  # first-token rounds per side, pinned
+    pinned_answers: int = 60  # answers per side for the pinned CPU figure
     slow_first: float = 35.0  # upstream silence before its first frame (figure 5)
     keepalive: float | None = None  # BINGO_KEEPALIVE_SECONDS; None: gateway default
     stream_timeout: float = 120.0  # one step's streams must all end within this
-    pin: bool = True  # measured process on a core of its own (see cpus.py)
     gateway_env: tuple[tuple[str, str], ...] = ()  # extra environment for gunicorn
     json_path: Path = OUT_DIR / "bench.json"
     quick: bool = False
 
 
 QUICK = Options(
+    chars=800,
+    updates=40,
     delay=0.005,
     warmup=1,
-    ttft_rounds=5,
+    ttft_rounds=3,
     cpu_answers=2,
-    cpu_concurrency=1,
+    cpu_concurrency=2,
     ramp=(4, 8),
-    spread=0.1,
+    spread=0.04,
     target_n=8,
-    slow_first=3.0,
+    pinned_rounds=2,
+    pinned_answers=1,
+    slow_first=2.0,
     keepalive=1.0,
     stream_timeout=30.0,
     json_path=OUT_DIR / "bench-quick.json",
@@ -58,7 +66,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     """Options from the command line; --quick picks the smoke profile first."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="tiny N, few repetitions (< 20 s)"
+        "--quick", action="store_true", help="tiny N, few repetitions (< 15 s)"
     )
     parser.add_argument(
         "--json", type=Path, help="where to write the JSON (default bench/out/)"
@@ -75,8 +83,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "--cpu-answers", type=int, help="answers per side for the CPU figure"
     )
     parser.add_argument(
-        "--no-pin", action="store_true", help="let the OS place every process"
+        "--no-pinned", action="store_true", help="skip the pinned detail runs"
     )
+    parser.add_argument(
+        "--scheme", choices=("ws", "wss"), help="only plain or only TLS"
+    )
+
     parser.add_argument(
         "--gateway-env",
         action="append",
@@ -89,8 +101,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     changes: dict[str, Any] = {}
     if args.json:
         changes["json_path"] = args.json
-    if args.no_pin:
-        changes["pin"] = False
+    if args.no_pinned:
+        changes["pinned"] = False
+    if args.scheme:
+        changes["schemes"] = (args.scheme,)
+
     if args.gateway_env:
         changes["gateway_env"] = tuple(_pair(item) for item in args.gateway_env)
     if args.ramp:

@@ -1,4 +1,4 @@
-"""The processes a run needs: the sandbox, the Procfile's gunicorn command, the baseline.
+"""The processes a run needs: the sandbox, the Procfile's gunicorn command, the readers.
 
 Each runs in its own process, so none competes with the load generator or another
 for a GIL. All bind 127.0.0.1 only, log into the output directory, and are stopped
@@ -11,6 +11,7 @@ import http.client
 import json
 import shlex
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import procstat
+from .certs import CertFiles
 from .child import ROOT, LineReader, Managed, clean_env
 
 START_SECONDS = 20.0
@@ -44,9 +46,17 @@ def procfile_command() -> list[str]:
 class SandboxProcess(Managed):
     """`python -m bingo.sandbox --port 0`, its URLs read from the banner it prints."""
 
-    def __init__(self, log_path: Path, cpus: frozenset[int]) -> None:
+    def __init__(self, log_path: Path, certs: CertFiles | None) -> None:
         command = [sys.executable, "-m", "bingo.sandbox", "--port", "0"]
-        super().__init__(command, clean_env(), log_path, cpus, stdout=subprocess.PIPE)
+        if certs is not None:
+            command += ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
+        # Checked between phases over the same TLS the clients use, with one context.
+        self._context = (
+            None
+            if certs is None
+            else ssl.create_default_context(cafile=str(certs.ca_bundle))
+        )
+        super().__init__(command, clean_env(), log_path, stdout=subprocess.PIPE)
         try:
             reader = LineReader(self.process)
             urls = dict(
@@ -65,8 +75,12 @@ class SandboxProcess(Managed):
 
     def open_sockets(self) -> int:
         """Websocket sessions the sandbox still holds open."""
-        connection = http.client.HTTPConnection(
-            "127.0.0.1", self.upstream.port, timeout=5
+        connection = (
+            http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=5)
+            if self._context is None
+            else http.client.HTTPSConnection(
+                "127.0.0.1", self.upstream.port, timeout=5, context=self._context
+            )
         )
         try:
             connection.request("GET", "/sandbox/stats")
@@ -87,30 +101,17 @@ class SandboxProcess(Managed):
 class GatewayProcess(Managed):
     """The Procfile command, one worker, bound to loopback, pointed at the sandbox."""
 
-    def __init__(
-        self,
-        upstream: Upstream,
-        log_path: Path,
-        keepalive: float | None,
-        cpus: frozenset[int],
-        extra_env: dict[str, str],
-    ) -> None:
+    def __init__(self, upstream_env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
-        env = clean_env(
-            PORT=str(self.port),
-            WEB_CONCURRENCY="1",
+        env = {
+            **upstream_env,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": "1",
             # Same command as the Procfile; only the bind narrows to loopback.
-            GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{self.port}",
-            BINGO_CREATE_URL=upstream.create_url,
-            BINGO_CHATHUB_URL=upstream.chathub_url,
-            BINGO_COPILOT_URL=upstream.copilot_url,
-        )
-        env.pop("BINGO_THREADS", None)
-        if keepalive is not None:
-            env["BINGO_KEEPALIVE_SECONDS"] = f"{keepalive:g}"
-        env.update(extra_env)
+            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port}",
+        }
         self.command = procfile_command()
-        super().__init__(self.command, env, log_path, cpus, stdout=subprocess.DEVNULL)
+        super().__init__(self.command, env, log_path, stdout=subprocess.DEVNULL)
         try:
             wait_for_port(self.port, START_SECONDS)
             wait_healthy(
@@ -126,16 +127,36 @@ class GatewayProcess(Managed):
         return self.log_path.read_text(errors="replace")
 
 
-class DirectProcess(Managed):
-    """`python -m bench.direct`: the baseline, serving one JSON job per line."""
+def upstream_env(
+    upstream: Upstream,
+    keepalive: float | None,
+    certs: CertFiles | None,
+    extra: dict[str, str],
+) -> dict[str, str]:
+    """What the gateway and the readers share: URLs, keep-alive, TLS trust."""
+    env = clean_env(
+        BINGO_CREATE_URL=upstream.create_url,
+        BINGO_CHATHUB_URL=upstream.chathub_url,
+        BINGO_COPILOT_URL=upstream.copilot_url,
+    )
+    env.pop("BINGO_THREADS", None)
+    if keepalive is not None:
+        env["BINGO_KEEPALIVE_SECONDS"] = f"{keepalive:g}"
+    if certs is not None:
+        env.update(certs.client_env())
+    env.update(extra)
+    return env
 
-    def __init__(self, log_path: Path, cpus: frozenset[int]) -> None:
-        command = [sys.executable, "-m", "bench.direct"]
+
+class ReaderProcess(Managed):
+    """`python -m bench.<module>`: a baseline reader serving one JSON job per line."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+        command = [sys.executable, "-m", f"bench.{module}"]
         super().__init__(
             command,
-            clean_env(),
+            env,
             log_path,
-            cpus,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

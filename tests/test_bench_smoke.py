@@ -1,8 +1,8 @@
 """Smoke run of the benchmark: `python -m bench --quick` end to end, tiny N.
 
 The benchmark's numbers are not asserted (they belong to the machine); only that
-one quick run produces every figure, side by side with its baseline, without a
-single error or an inexact answer.
+one quick run produces every figure, plain and over TLS, for the gateway beside
+both baselines, without a single error or an inexact answer.
 """
 
 from __future__ import annotations
@@ -17,16 +17,24 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMES = ("ws", "wss")
+SIDES = ("gateway", "direct", "minimal")
 FIGURES = (
     "ttft_added_p50_ms",
+    "ttft_added_p50_vs_direct_ms",
     "ttft_added_p99_ms",
     "cpu_ratio",
+    "cpu_ratio_vs_direct",
+    "cpu_direct_over_minimal",
+    "first_token_p50_ratio",
     "gap_added_p99_ms",
-    "gap_added_p99_all_ms",
     "idle_rss_mb",
+    "master_rss_mb",
     "rss_at_n_mb",
+    "master_at_n_mb",
     "kb_per_stream",
-    "first_byte_s",
+    "pinned_ttft_added_p50_ms",
+    "pinned_cpu_ratio",
 )
 
 
@@ -45,8 +53,11 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads(path.read_text())
 
 
-def test_bench_quick_reports_every_figure(result: dict) -> None:
-    figures = result["figures"]
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_bench_quick_reports_every_figure_plain_and_over_tls(
+    result: dict, scheme: str
+) -> None:
+    figures = result["figures"][scheme]
     missing = [
         name for name in FIGURES if not isinstance(figures.get(name), (int, float))
     ]
@@ -55,30 +66,43 @@ def test_bench_quick_reports_every_figure(result: dict) -> None:
 
 def test_bench_quick_has_no_errors(result: dict) -> None:
     assert result["figures"]["errors"] == 0
-    assert result["gateway"]["log_tracebacks"] == 0
+    for scheme in SCHEMES:
+        assert result["schemes"][scheme]["log_tracebacks"] == 0
 
 
-def test_bench_quick_answers_are_intact_on_both_sides(result: dict) -> None:
-    for step in result["concurrency"]["steps"]:
-        assert (step["gateway_intact"], step["direct_intact"], step["errors"]) == (
-            step["n"],
-            step["n"],
-            0,
-        )
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_bench_quick_answers_are_intact_on_every_side(
+    result: dict, scheme: str
+) -> None:
+    for step in result["schemes"][scheme]["concurrency"]["steps"]:
+        intact = [step["sides"][side]["intact"] for side in SIDES]
+        assert (intact, step["errors"]) == ([step["n"]] * 3, 0)
 
 
-def test_bench_quick_streams_were_concurrent(result: dict) -> None:
-    for step in result["concurrency"]["steps"]:
-        assert step["peak_open"] == {"gateway": step["n"], "direct": step["n"]}
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_bench_quick_streams_were_concurrent(result: dict, scheme: str) -> None:
+    for step in result["schemes"][scheme]["concurrency"]["steps"]:
+        assert [step["sides"][side]["peak_open"] for side in SIDES] == [step["n"]] * 3
 
 
-def test_bench_quick_baseline_skips_utf8_validation_like_the_gateway(
+def test_bench_quick_kb_per_stream_uses_the_reported_idle(result: dict) -> None:
+    for scheme in SCHEMES:
+        measured = result["schemes"][scheme]
+        idle = measured["memory_idle"]["worker_rss_kb"]
+        assert measured["concurrency"]["idle_rss_kb"] == idle
+        step = measured["concurrency"]["steps"][-1]
+        assert step["kb_per_stream"] == (step["worker_peak_rss_kb"] - idle) / step["n"]
+
+
+def test_bench_quick_direct_skips_utf8_validation_like_the_gateway(
     result: dict,
 ) -> None:
-    assert result["warmup"]["utf8_validation_skipped"] is True
-    assert "skip_utf8_validation=True" in result["baseline"]
+    for scheme in SCHEMES:
+        assert result["schemes"][scheme]["warmup"]["direct_utf8_validation_skipped"]
+    assert "skip_utf8_validation=True" in result["baselines"]["direct"]
 
 
 def test_bench_quick_slow_upstream_still_gets_a_stream(result: dict) -> None:
-    assert result["slow_first"]["status"] == 200
-    assert result["slow_first"]["errors"] == []
+    slow = result["schemes"]["wss"]["slow_first"]
+    assert (slow["status"], slow["errors"]) == (200, [])
+    assert slow["first_byte_s"] < slow["upstream_silent_s"]
