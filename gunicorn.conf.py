@@ -7,10 +7,16 @@ gunicorn binds 0.0.0.0:$PORT by itself when PORT is set (Heroku and friends), an
 """
 import os
 
+from bingo.config import ConfigError, Settings
+
 worker_class = "gthread"
 # One thread holds one open answer. Bing answers can stream for minutes, so a
 # process needs a thread per concurrent client (BINGO_THREADS, default 256).
-threads = int(os.environ.get("BINGO_THREADS", "256"))
+# Parsed by bingo's own settings, so a bad value stops start-up naming the variable.
+try:
+    threads = Settings.from_env(os.environ).threads
+except ConfigError as exc:
+    raise SystemExit(f"bingo: {exc}") from None
 # gthread heartbeats about once a second while threads stream, so this bounds a
 # stuck process, not a request: answers longer than this are not cut.
 timeout = 60

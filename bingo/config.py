@@ -6,6 +6,7 @@ message naming the variable instead of failing on the first request.
 from __future__ import annotations
 
 import math
+import os.path
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +14,16 @@ from urllib.parse import urlsplit, urlunsplit
 DEFAULT_CREATE_URL = "https://www.bing.com/turing/conversation/create"
 DEFAULT_CHATHUB_URL = "wss://sydney.bing.com/sydney/ChatHub"
 DEFAULT_COPILOT_URL = "https://copilot.microsoft.com"
+# What the Copilot Android app sends (gpt4free CopilotApp, foxroute): the presentation
+# that plain HTTP stacks can use in 2026, with no browser check.
+APP_USER_AGENT = "CopilotNative/30.0.440505001-prod (Android 14; Google; Pixel 8 Pro)"
+# A desktop browser, for the web presentation (COPILOT_COOKIE); Cloudflare binds a
+# cf_clearance cookie to the exact User-Agent that earned it, so set COPILOT_USER_AGENT.
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36 Edg/142.0.0.0"
+)
+UPSTREAMS = ("copilot", "chathub")
 
 
 class ConfigError(ValueError):
@@ -23,24 +34,35 @@ class ConfigError(ValueError):
 class Settings:
     """Everything the gateway needs to know about its deployment."""
 
+    upstream: str = "copilot"  # serves the seed's model names and every unknown name
     bing_cookie: str = field(default="", repr=False)  # Cookie header for bing.com
     create_url: str = DEFAULT_CREATE_URL  # ChatHub conversation-create (GET)
     chathub_url: str = DEFAULT_CHATHUB_URL  # ChatHub websocket
     copilot_url: str = DEFAULT_COPILOT_URL  # Copilot base; websocket derived from it
     copilot_cookie: str = field(default="", repr=False)  # Cookie header for Copilot
     copilot_access_token: str = field(default="", repr=False)  # MSAL token, optional
+    copilot_user_agent: str = ""  # "" = the presentation's default (app or browser)
+    copilot_max_chars: int = 10_000  # Copilot's limit for one message, history included
     connect_timeout: float = 15.0  # seconds to create + open + handshake
     idle_timeout: float = 120.0  # seconds of upstream silence that end a turn
     total_timeout: float = 600.0  # seconds one turn may last in all
     keepalive_seconds: float = 15.0  # SSE comment cadence while upstream is silent
     locale: str = "en-US"  # ChatHub locale/market
-    history_chars: int = 32_000  # budget for earlier messages sent as context
+    history_chars: int = 32_000  # ChatHub: budget for earlier messages sent as context
+    max_answer_chars: int = 1_000_000  # longer answers end with finish_reason "length"
     max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
     api_keys: frozenset[str] = field(default=frozenset(), repr=False)  # empty: open
     cors_origin: str = "*"  # Access-Control-Allow-Origin
     proxy: str = field(default="", repr=False)  # outbound proxy for both legs
     no_proxy: str = ""  # hosts that bypass the proxy
+    ca_bundle: str = ""  # CA file for upstream TLS; "" = certifi's bundle, as requests uses
+    threads: int = 256  # gunicorn threads per process (gunicorn.conf.py reads it here)
     log_level: str = "INFO"
+
+    @property
+    def copilot_presentation(self) -> str:
+        """"web" with a browser cookie (as that browser), else the Android app's."""
+        return "web" if self.copilot_cookie else "app"
 
     def __repr__(self) -> str:
         # Mirror and proxy URLs may carry credentials (user:pass@ or ?key=): the
@@ -52,23 +74,29 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse settings from an environment mapping; raises ConfigError."""
         return cls(
+            upstream=_choice(env, "BINGO_UPSTREAM", UPSTREAMS),
             bing_cookie=_cookie(env.get("BING_COOKIE", "")),
             create_url=_url(env, "BINGO_CREATE_URL", DEFAULT_CREATE_URL, ("http", "https")),
             chathub_url=_url(env, "BINGO_CHATHUB_URL", DEFAULT_CHATHUB_URL, ("ws", "wss")),
             copilot_url=_url(env, "BINGO_COPILOT_URL", DEFAULT_COPILOT_URL, ("http", "https")),
             copilot_cookie=_cookie(env.get("COPILOT_COOKIE", "")),
             copilot_access_token=env.get("COPILOT_ACCESS_TOKEN", "").strip(),
+            copilot_user_agent=_header_value(env, "COPILOT_USER_AGENT"),
+            copilot_max_chars=_count(env, "BINGO_COPILOT_MAX_CHARS", 10_000),
             connect_timeout=_seconds(env, "BINGO_CONNECT_TIMEOUT", 15.0),
             idle_timeout=_seconds(env, "BINGO_IDLE_TIMEOUT", 120.0),
             total_timeout=_seconds(env, "BINGO_TOTAL_TIMEOUT", 600.0),
             keepalive_seconds=_seconds(env, "BINGO_KEEPALIVE_SECONDS", 15.0),
             locale=_locale(env.get("BINGO_LOCALE", "en-US")),
             history_chars=_count(env, "BINGO_HISTORY_CHARS", 32_000),
+            max_answer_chars=_count(env, "BINGO_MAX_ANSWER_CHARS", 1_000_000),
             max_body_bytes=_count(env, "BINGO_MAX_BODY_BYTES", 4 * 1024 * 1024),
             api_keys=frozenset(k.strip() for k in env.get("BINGO_API_KEYS", "").split(",") if k.strip()),
             cors_origin=env.get("BINGO_CORS_ORIGIN", "*").strip() or "*",
             proxy=_proxy(env),
             no_proxy=env.get("NO_PROXY", env.get("no_proxy", "")),
+            ca_bundle=_ca_bundle(env),
+            threads=_count(env, "BINGO_THREADS", 256),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
 
@@ -136,9 +164,39 @@ def _proxy(env: Mapping[str, str]) -> str:
         value = env.get(name, "").strip()
         if value:
             parts = urlsplit(value if "://" in value else f"http://{value}")
-            if parts.scheme not in ("http", "https", "socks5", "socks5h", "socks4") or not parts.hostname:
+            if parts.scheme.startswith("socks"):
+                # Neither requests nor websocket-client speaks SOCKS without extra
+                # packages; refusing at start beats failing on every request.
+                raise ConfigError(f"{name}: SOCKS proxies are not supported; use an HTTP(S) proxy (http://host:port)")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(f"{name} must be a proxy URL such as http://host:port")
             return parts.geturl()
+    return ""
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip()
+    value = raw.lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return value
+
+
+def _header_value(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if any(c in value for c in "\r\n\x00"):
+        raise ConfigError(f"{name} must be one line of text")
+    return value
+
+
+def _ca_bundle(env: Mapping[str, str]) -> str:
+    """The CA file requests and OpenSSL users point at, checked to exist now."""
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        value = env.get(name, "").strip()
+        if value:
+            if not os.path.isfile(value):
+                raise ConfigError(f"{name} must name a readable CA bundle file, not {value!r}")
+            return value
     return ""
 
 

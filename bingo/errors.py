@@ -7,8 +7,9 @@ The SDKs pick their exception class from the status alone, so the status matters
 from __future__ import annotations
 
 import logging
+import re
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from .sse import dumps
@@ -126,20 +127,49 @@ def error_response(exc: BingoError) -> Response:
     return Response(dumps(exc.to_body()), status=exc.status, headers=exc.headers(), mimetype="application/json")
 
 
+def _failed(exc: BingoError) -> Response:
+    log_failure(exc, g.get("request_id", "-"))
+    return error_response(exc)
+
+
+# Credentials that may sit in an exception's text: URL parameters, headers, tokens.
+_SECRETS = re.compile(
+    r"((?:access_?token|accesstoken|sec_access_token|api[-_]?key|key|token|signature)=)[^&\s'\"]+"
+    r"|((?:set-)?cookie['\"]?\s*[:=]\s*['\"]?)[^'\"\n]+"
+    r"|(bearer\s+)[\w.~+/=-]+",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """`text` with cookie, token and key values replaced by `***`."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)
+
+
+def log_failure(exc: BingoError, request_id: str, *, streamed: bool = False) -> None:
+    """The one log line of a failed request: its id, the error, the status, the cause."""
+    cause = exc.__cause__ or exc.__context__
+    said = f"; cause: {type(cause).__name__}: {redact(str(cause))[:300]}" if cause is not None else ""
+    where = " (in stream)" if streamed else ""
+    level = logging.INFO if exc.status < 500 and not isinstance(exc, UpstreamError) else logging.WARNING
+    log.log(level, "request %s failed%s: %s %d %s: %s%s",
+            request_id, where, type(exc).__name__, exc.status, exc.code, redact(exc.message), said)
+
+
 def _http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
     error = BingoError(_HTTP_MESSAGES.get(code, exc.description or exc.name))
     error.status = code
     error.type = "invalid_request_error" if code < 500 else "server_error"
     error.code = _HTTP_CODES.get(code)
-    response = error_response(error)
+    response = _failed(error)
     if code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
         response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
     return response
 
 
 def _unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error")
+    log.exception("request %s failed: unhandled error", g.get("request_id", "-"))
     return error_response(BingoError("The gateway hit an internal error; see its log."))
 
 
@@ -154,6 +184,6 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_la
 
 def register_error_handlers(app: Flask) -> None:
     """Make every failure, routing ones included, an OpenAI-shaped JSON body."""
-    app.register_error_handler(BingoError, error_response)
+    app.register_error_handler(BingoError, _failed)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

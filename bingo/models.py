@@ -1,8 +1,8 @@
 """The model catalogue: which OpenAI `model` names exist and which upstream serves them.
 
-ChatHub styles follow the seed (Creative, Balanced, Precise, gpt-4); Copilot modes
-follow today's copilot.microsoft.com. Matching is case-insensitive; an unknown name
-falls back to DEFAULT_MODEL, because chat UIs send names like "gpt-3.5-turbo".
+The seed's names (Creative, Balanced, Precise, gpt-4) go to the deployment's chosen
+upstream (BINGO_UPSTREAM: Copilot by default, the retired ChatHub for mirrors); the
+`copilot*` names always go to Copilot. Matching is case-insensitive.
 """
 from __future__ import annotations
 
@@ -39,29 +39,61 @@ class Model:
 
 _CREATIVE = ("h3imaginative", "clgalileo", "gencontentv3")
 
-CATALOGUE = (
+# The seed's names as ChatHub styles (BINGO_UPSTREAM=chathub).
+CHATHUB_STYLES = (
     Model("Creative", "chathub", tone="Creative", options=_CREATIVE),
     Model("Balanced", "chathub", tone="Balanced", options=("galileo", "saharagenconv5")),
     Model("Precise", "chathub", tone="Precise", options=("h3precise", "clgalileo", "gencontentv3")),
     # The seed's gpt-4: Creative with the GPT-4 Turbo flag and web search off,
     # as the original bingo served it (no search made its answers GPT-4 only).
     Model("gpt-4", "chathub", tone="Creative", options=(*_CREATIVE, "dlgpt4t", "nosearchall")),
-    Model("copilot", "copilot", mode="chat"),
-    Model("copilot-think-deeper", "copilot", mode="reasoning"),
-    Model("copilot-smart", "copilot", mode="smart"),
 )
-DEFAULT_MODEL = CATALOGUE[0]
-_BY_NAME = {model.id.lower(): model for model in CATALOGUE}
+# The seed's names served by Copilot (the default): the closest 2026 modes.
+SEED_ON_COPILOT = (
+    Model("Creative", "copilot", mode="smart"),
+    Model("Balanced", "copilot", mode="chat"),
+    Model("Precise", "copilot", mode="reasoning"),
+    Model("gpt-4", "copilot", mode="smart"),
+)
+# Always Copilot, whatever BINGO_UPSTREAM says. `smart` is the web app's default.
+COPILOT_MODES = (
+    Model("copilot", "copilot", mode="smart"),
+    Model("copilot-quick", "copilot", mode="chat"),
+    Model("copilot-smart", "copilot", mode="smart"),
+    Model("copilot-think-deeper", "copilot", mode="reasoning"),
+    Model("copilot-study", "copilot", mode="study"),
+)
+FALLBACK = {"copilot": Model("copilot-smart", "copilot", mode="smart"), "chathub": CHATHUB_STYLES[0]}
+DEFAULT_NAME = "Creative"  # what a request without `model` is served as
 
 
-def find_model(name: str) -> Model | None:
-    """The catalogue entry for a name, ignoring case; None when unknown."""
-    return _BY_NAME.get(name.strip().lower())
+class Catalogue:
+    """The names one deployment serves: the seed's names on its chosen upstream."""
+
+    def __init__(self, upstream: str) -> None:
+        seed = SEED_ON_COPILOT if upstream == "copilot" else CHATHUB_STYLES
+        self.models = (*seed, *COPILOT_MODES)
+        self._fallback = FALLBACK[upstream]
+        self._by_name = {model.id.lower(): model for model in self.models}
+
+    def find(self, name: str) -> Model | None:
+        """The entry for a name, ignoring case; None when unknown."""
+        return self._by_name.get(name.strip().lower())
+
+    def resolve(self, name: str) -> Model:
+        """The model that serves a request naming `name` (unknown names: the fallback).
+
+        Chat UIs send names like "gpt-4o" or "gpt-3.5-turbo"; they get the
+        upstream's best general mode, and the response echoes the name they sent.
+        """
+        return self.find(name) or self._fallback
 
 
-def resolve_model(name: str) -> Model:
-    """The model that serves a request naming `name` (unknown names get the default)."""
-    return find_model(name) or DEFAULT_MODEL
+CATALOGUES = {upstream: Catalogue(upstream) for upstream in FALLBACK}
+
+
+def catalogue(upstream: str) -> Catalogue:
+    return CATALOGUES[upstream]
 
 
 def build_model_card(model: Model) -> dict[str, object]:

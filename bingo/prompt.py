@@ -1,14 +1,15 @@
-"""Fold an OpenAI `messages` list into what Bing accepts: one prompt plus a context.
+"""Fold an OpenAI `messages` list into the one question an upstream accepts.
 
-Bing keeps no history for a fresh conversation, so earlier turns travel as text in
-Bing's own prompt markup (`[system](#additional_instructions)`, `[user](#message)`,
-`[assistant](#message)`), the convention node-chatgpt-api, g4f and bingo share.
-Pure code, shared by both upstreams.
+Neither upstream keeps history for a fresh conversation, so earlier turns travel as
+text: for the ChatHub in Bing's own prompt markup (`[system](#additional_instructions)`,
+`[user](#message)`, `[assistant](#message)`), the convention node-chatgpt-api and g4f
+share; for Copilot as a plain transcript. Pure code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import InvalidRequest
 from .wire import Message
 
 _SYSTEM_ROLES = ("system", "developer")
@@ -44,3 +45,48 @@ def _block(message: Message) -> str:
     if message.role in _SYSTEM_ROLES:
         return f"[system](#additional_instructions)\n{message.content.strip()}\n"
     return f"[{message.role}](#message)\n{message.content.strip()}\n"
+
+
+def transcript(messages: tuple[Message, ...], limit: int) -> str:
+    """The whole conversation as one plain-text message of at most `limit` chars.
+
+    Copilot keeps no history for a fresh conversation either, and refuses a message
+    over about 10,000 characters (`text-too-long`); public clients flatten history
+    into `User:` / `Assistant:` lines rather than Sydney's markup. System messages
+    come first and are kept; of the turns, the oldest are dropped first. A lone
+    question goes as it is. Raises InvalidRequest when the question alone is too long.
+    """
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    question = messages[last_user].content.strip()
+    earlier = [m for i, m in enumerate(messages) if i != last_user]
+    system = [m.content.strip() for m in earlier if m.role in _SYSTEM_ROLES and m.content.strip()]
+    turns = [_line(m) for m in earlier if m.role not in _SYSTEM_ROLES and m.content.strip()]
+    if not system and not turns:
+        _check_length(len(question), limit, "The last user message is")
+        return question
+    head = "\n\n".join(system)
+    tail = f"User: {question}"
+    remaining = limit - len(head) - len(tail) - (2 if head else 0)  # the blank line after the head
+    _check_length(limit - remaining, limit, "The system messages and the last user message are")
+    kept: list[str] = []
+    for line in reversed(turns):
+        if len(line) + 1 > remaining:
+            break
+        kept.append(line)
+        remaining -= len(line) + 1
+    body = "\n".join([*kept[::-1], tail])
+    return f"{head}\n\n{body}" if head else body
+
+
+def _check_length(chars: int, limit: int, what: str) -> None:
+    if chars > limit:
+        raise InvalidRequest(
+            f"{what} {chars} characters long; Copilot accepts at most {limit} in one message "
+            "(BINGO_COPILOT_MAX_CHARS). Shorten the conversation.",
+            param="messages", code="context_length_exceeded",
+        )
+
+
+def _line(message: Message) -> str:
+    speaker = "Assistant" if message.role == "assistant" else "User"
+    return f"{speaker}: {message.content.strip()}"

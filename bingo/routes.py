@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
 import socket
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import relay, sse, wire
 from .config import Settings
 from .errors import AuthenticationFailed, ModelNotFound
-from .models import CATALOGUE, build_model_card, find_model
+from .models import build_model_card, catalogue
 
 bp = Blueprint("gateway", __name__)
 
@@ -37,31 +38,35 @@ def completions(prefix: str = "") -> Response:
     deployment = _AZURE_DEPLOYMENT.search(prefix)
     chat = wire.parse_request(
         body,
+        catalogue(settings.upstream),
         legacy=not prefix.endswith("chat/"),
         deployment=deployment.group(1) if deployment else None,
     )
-    turn = relay.begin(chat, settings, _client_watch())
+    exchange = relay.Exchange(chat, settings, g.request_id)
+    exchange.open(_client_watch())
     if not chat.stream:
-        return _json(relay.collect(chat, turn))
-    response = Response(relay.open_stream(chat, turn, settings), mimetype="text/event-stream", headers=sse.HEADERS)
+        return _json(exchange.collect())
+    response = Response(exchange.stream(), mimetype="text/event-stream", headers=sse.HEADERS)
     # The generator's own cleanup runs only once it has started; this runs even if
     # the server closes the response before its first chunk (gunicorn always calls it).
-    response.call_on_close(turn.close)
+    response.call_on_close(exchange.close)
     return response
 
 
 @bp.get("/models")
 @bp.get("/v1/models")
 def list_models() -> Response:
-    check_api_key(current_settings())
-    return _json({"object": "list", "data": [build_model_card(m) for m in CATALOGUE]})
+    settings = current_settings()
+    check_api_key(settings)
+    return _json({"object": "list", "data": [build_model_card(m) for m in catalogue(settings.upstream).models]})
 
 
 @bp.get("/models/<path:model_id>")
 @bp.get("/v1/models/<path:model_id>")
 def get_model(model_id: str) -> Response:
-    check_api_key(current_settings())
-    model = find_model(model_id)
+    settings = current_settings()
+    check_api_key(settings)
+    model = catalogue(settings.upstream).find(model_id)
     if model is None:
         raise ModelNotFound(f"The model '{model_id}' does not exist. GET /v1/models lists the models.")
     return _json(build_model_card(model))
@@ -134,6 +139,11 @@ def _client_watch() -> _SocketWatch | None:
     return _SocketWatch(sock) if isinstance(sock, socket.socket) else None
 
 
+def _request_id() -> None:
+    """Every request gets an id; the response's x-request-id and the log lines repeat it."""
+    g.request_id = f"req_{secrets.token_hex(12)}"
+
+
 def _preflight() -> Response | None:
     if request.method != "OPTIONS":
         return None
@@ -146,7 +156,13 @@ def _preflight() -> Response | None:
     return response
 
 
+# What a browser client may read from a response (the SDKs read these).
+_EXPOSED = "x-request-id, x-should-retry, Retry-After"
+
+
 def _cors(response: Response) -> Response:
+    response.headers["x-request-id"] = g.get("request_id", "")
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
     response.headers["Access-Control-Allow-Origin"] = current_settings().cors_origin
     if current_settings().cors_origin != "*":
         response.headers["Vary"] = "Origin"
@@ -156,5 +172,6 @@ def _cors(response: Response) -> Response:
 def register(app: Flask) -> None:
     """Attach the gateway's routes and its CORS handling to the app."""
     app.register_blueprint(bp)
+    app.before_request(_request_id)
     app.before_request(_preflight)
     app.after_request(_cors)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import InvalidRequest
-from .models import DEFAULT_MODEL, Model, resolve_model
+from .models import DEFAULT_NAME, Catalogue, Model
 
 MAX_STOP_SEQUENCES = 4
 MAX_MODEL_CHARS = 256  # the name is echoed in every chunk: keep it a name
@@ -53,7 +53,7 @@ def parse_body(raw: bytes) -> dict:
     return body
 
 
-def parse_request(body: dict, *, legacy: bool, deployment: str | None = None) -> ChatRequest:
+def parse_request(body: dict, catalogue: Catalogue, *, legacy: bool, deployment: str | None = None) -> ChatRequest:
     """Validate an OpenAI request body; raises InvalidRequest naming the param."""
     model_name = _model_name({"model": deployment} if deployment else body)
     # A legacy path means text completions unless the body is clearly a chat one.
@@ -67,7 +67,7 @@ def parse_request(body: dict, *, legacy: bool, deployment: str | None = None) ->
     return ChatRequest(
         kind=kind,
         model_name=model_name,
-        model=resolve_model(model_name),
+        model=catalogue.resolve(model_name),
         messages=messages,
         stream=stream,
         include_usage=_include_usage(body.get("stream_options"), stream),
@@ -78,7 +78,7 @@ def parse_request(body: dict, *, legacy: bool, deployment: str | None = None) ->
 def _model_name(body: dict) -> str:
     name = body.get("model")
     if name is None:
-        return DEFAULT_MODEL.id
+        return DEFAULT_NAME
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_MODEL_CHARS:
         raise InvalidRequest(
             f"'model' must be a non-empty string of at most {MAX_MODEL_CHARS} characters, such as \"Creative\".",
@@ -202,10 +202,19 @@ def build_usage(chat: ChatRequest, answer: str) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def build_completion(chat: ChatRequest, ids: ResponseIds, answer: str, finish_reason: str) -> dict[str, object]:
-    """The one-shot body: `chat.completion` or legacy `text_completion`."""
+def build_completion(
+    chat: ChatRequest, ids: ResponseIds, answer: str, finish_reason: str, reasoning: str = "",
+) -> dict[str, object]:
+    """The one-shot body: `chat.completion` or legacy `text_completion`.
+
+    Reasoning (Think Deeper) goes in `message.reasoning_content`, the field
+    DeepSeek-style clients read, and only when there is some.
+    """
     if chat.kind == "chat":
-        choice: dict[str, object] = {"index": 0, "message": {"role": "assistant", "content": answer}}
+        message: dict[str, object] = {"role": "assistant", "content": answer}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        choice: dict[str, object] = {"index": 0, "message": message}
     else:
         choice = {"index": 0, "text": answer}
     choice.update(logprobs=None, finish_reason=finish_reason)
@@ -220,6 +229,12 @@ def build_chunk(chat: ChatRequest, ids: ResponseIds, text: str | None, finish_re
     else:
         choice = {"index": 0, "text": text or ""}
     choice.update(logprobs=None, finish_reason=finish_reason)
+    return {**_head(chat, ids, stream=True), "choices": [choice]}
+
+
+def build_reasoning_chunk(chat: ChatRequest, ids: ResponseIds, text: str) -> dict[str, object]:
+    """A chunk of reasoning: `delta.reasoning_content`, never `content` (chat only)."""
+    choice = {"index": 0, "delta": {"reasoning_content": text}, "logprobs": None, "finish_reason": None}
     return {**_head(chat, ids, stream=True), "choices": [choice]}
 
 

@@ -35,7 +35,10 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
 
 @pytest.fixture()
 def settings(sandbox: Sandbox) -> Settings:
+    # The seed's names go to the ChatHub here, so one test runs on both upstreams by
+    # naming "Creative" or "copilot"; the default upstream has tests of its own.
     return Settings(
+        upstream="chathub",
         bing_cookie="_U=test-cookie-value",
         create_url=sandbox.create_url,
         chathub_url=sandbox.chathub_url,

@@ -61,24 +61,37 @@ def websocket_server(handler):
 BOTH_UPSTREAMS = pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
 
 
-def read_turn(turn) -> list:
-    """Every event of an upstream turn, closing it whatever happens."""
+def read_turn(turn, tick: float = 0.5) -> list:
+    """Every event of an upstream turn (None for each quiet `tick`), closing it whatever happens."""
     try:
-        return list(turn.events())
+        return list(turn.events(tick))
     finally:
         turn.close()
 
 
+def turn_request(model: str, text: str, earlier=(), watch=None):
+    """A TurnRequest as the relay builds it: seed names on the ChatHub, copilot* on Copilot.
+
+    `earlier` is a sequence of (role, content) pairs that come before the question.
+    """
+    from bingo.models import catalogue
+    from bingo.upstream.events import TurnRequest
+    from bingo.wire import Message
+
+    messages = (*(Message(role, content) for role, content in earlier), Message("user", text))
+    return TurnRequest(catalogue("chathub").resolve(model), messages, watch)
+
+
 def deltas(events) -> str:
     """The answer text a list of turn events carries."""
-    from bingo.events import Delta
+    from bingo.upstream.events import Delta
 
     return "".join(e.text for e in events if isinstance(e, Delta))
 
 
 def finish(events):
     """The closing Finish event, asserting that the turn ended with one."""
-    from bingo.events import Finish
+    from bingo.upstream.events import Finish
 
     assert isinstance(events[-1], Finish), events[-1]
     return events[-1]

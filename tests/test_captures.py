@@ -16,12 +16,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from bingo import create_app, errors
-from bingo.chathub import open_chathub_turn
-from bingo.events import Delta, Finish, TurnRequest
-from bingo.models import resolve_model
-from bingo.prompt import Prompt
+from bingo.upstream import open_turn
+from bingo.upstream.events import Delta, Finish
 from tests.conftest import with_settings
-from tests.helpers import websocket_server
+from tests.helpers import read_turn, turn_request, websocket_server
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
 RS = "\x1e"
@@ -96,11 +94,7 @@ def replay_settings(settings, replay):
 
 
 def ask(settings) -> list:
-    turn = open_chathub_turn(settings, TurnRequest(resolve_model("Creative"), Prompt("replayed", "")))
-    try:
-        return list(turn.events())
-    finally:
-        turn.close()
+    return read_turn(open_turn(settings, turn_request("Creative", "replayed")))
 
 
 FRAMINGS = pytest.mark.parametrize("framing", ["one-per-message", "one-message", "split"])
@@ -142,8 +136,8 @@ def test_linked_list_sources_become_footnotes_through_the_gateway(replay, replay
     answer = capture_answer(replay.records)
     assert content.startswith(answer.replace("[^1^]", "[^1]").replace("[^2^]", "[^2]").replace("[^3^]", "[^3]"))
     assert content.endswith(
-        "\n\n[^1]: [C++程序 寻找链表长度|极客笔记](https://deepinout.com/cpp/cpp-examples/g_cpp-program-for-finding-length-of-a-linked-list-iterative-and-recursive-approach.html)"
-        "\n[^2]: [Java LinkedList | 菜鸟教程](https://www.runoob.com/java/java-linkedlist.html)"
+        # The answer cites [^2^] and [^3^] only: source 1 gets no definition.
+        "\n\n[^2]: [Java LinkedList | 菜鸟教程](https://www.runoob.com/java/java-linkedlist.html)"
         "\n[^3]: [C++程序 寻找链表长度|极客笔记](https://bing.com/search?q=%e5%a6%82%e4%bd%95%e5%88%a4%e6%96%ad%e9%93%be%e8%a1%a8%e7%9a%84%e9%95%bf%e5%ba%a6)"
     )
 

@@ -7,19 +7,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bingo import errors
-from bingo.chathub import open_chathub_turn
-from bingo.events import Delta, Progress, TurnRequest
-from bingo.models import resolve_model
-from bingo.prompt import Prompt, fold_messages
 from bingo.sandbox import answer_for
-from bingo.wire import Message
+from bingo.upstream import open_turn
+from bingo.upstream.events import Delta, Progress
 from tests.conftest import with_settings
-from tests.helpers import deltas, finish, read_turn
+from tests.helpers import deltas, finish, read_turn, turn_request
 
 
-def ask(settings, text, model="Creative", context=""):
-    """Open a ChatHub turn and read all its events."""
-    return read_turn(open_chathub_turn(settings, TurnRequest(resolve_model(model), Prompt(text, context))))
+def ask(settings, text, model="Creative", earlier=()):
+    """Open a ChatHub turn and read all its events (None for each keep-alive interval)."""
+    return read_turn(open_turn(settings, turn_request(model, text, earlier)), settings.keepalive_seconds)
 
 
 def test_turn_streams_the_exact_answer_and_finishes(settings, sandbox):
@@ -76,11 +73,7 @@ def test_style_picks_tone_and_options(settings, sandbox, model, tone, must, must
 
 
 def test_history_travels_as_previous_messages(settings, sandbox):
-    prompt = fold_messages(
-        (Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello!"), Message("user", "And now?")),
-        budget=32_000,
-    )
-    ask(settings, prompt.text, context=prompt.context)
+    ask(settings, "And now?", earlier=[("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!")])
     arg = sandbox.received[-1][2]["arguments"][0]
     assert arg["message"]["text"] == "And now?"
     assert arg["previousMessages"] == [{
@@ -203,7 +196,7 @@ def test_slow_first_frame_yields_keepalive_ticks(settings, sandbox):
 
 def test_client_answers_hub_pings_without_a_ping_storm(settings, sandbox, monkeypatch):
     """The hub pings every 0.5 s and echoes ours; we answer at most once per interval."""
-    monkeypatch.setattr("bingo.chathub.PING_INTERVAL", 0.3)
+    monkeypatch.setattr("bingo.upstream.chathub.PING_INTERVAL", 0.3)
     ask(settings, "pings [sandbox:updates=12] [sandbox:delay=0.1]")  # about 1.2 s
     sent = sandbox.received[-1]
     assert 2 <= sent.count({"type": 6}) <= 6

@@ -7,13 +7,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bingo.chathub import open_chathub_turn
 from bingo.config import Settings
-from bingo.events import Delta, TurnRequest
-from bingo.models import resolve_model
-from bingo.prompt import Prompt
+from bingo.upstream import open_turn
+from bingo.upstream.events import Delta
 from bingo.sandbox import answer_for
 from tests.conftest import with_settings
+from tests.helpers import deltas, read_turn, turn_request
 
 
 class LoopbackProxy:
@@ -103,11 +102,7 @@ def proxy():
 
 
 def ask(settings: Settings, text: str) -> str:
-    turn = open_chathub_turn(settings, TurnRequest(resolve_model("Creative"), Prompt(text, "")))
-    try:
-        return "".join(e.text for e in turn.events() if isinstance(e, Delta))
-    finally:
-        turn.close()
+    return deltas(read_turn(open_turn(settings, turn_request("Creative", text))))
 
 
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "ALL_PROXY", "https_proxy"])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bingo.events import Source
+from bingo.upstream.events import Source
 from bingo.shaping import AnswerShaper, footnotes
 
 
@@ -246,19 +246,19 @@ def test_shaper_finish_appends_footnotes():
 )
 def test_footnotes_escape_title(title, rendered):
     assert (
-        footnotes((Source(title, "https://example.com/a"),))
+        footnotes([(1, Source(title, "https://example.com/a"))])
         == f"\n\n[^1]: [{rendered}](https://example.com/a)"
     )
 
 
 def test_footnotes_empty_without_sources():
-    assert footnotes(()) == ""
+    assert footnotes([]) == ""
 
 
 def test_shaper_finish_flushes_held_tail_before_footnotes():
     shaper = AnswerShaper()
 
-    assert shaper.feed("see [^3") == "see "
+    assert shaper.feed("see [^1^] and [^3") == "see [^1] and "
     assert (
         shaper.finish((Source("T", "https://t.example"),))
         == "[^3\n\n[^1]: [T](https://t.example)"

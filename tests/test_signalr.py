@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bingo.errors import UpstreamProtocolError
-from bingo.signalr import (
+from bingo.upstream.chathub.signalr import (
     CLOSE,
     COMPLETION,
     HANDSHAKE,

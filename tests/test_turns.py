@@ -4,16 +4,14 @@ from __future__ import annotations
 import pytest
 
 from bingo import errors
-from bingo.events import Delta, Finish, TurnRequest
-from bingo.models import resolve_model
-from bingo.prompt import Prompt
 from bingo.sandbox import answer_for
 from bingo.upstream import open_turn
+from bingo.upstream.events import Delta, Finish
 from tests.conftest import with_settings
-from tests.helpers import BOTH_UPSTREAMS, deltas, read_turn
+from tests.helpers import BOTH_UPSTREAMS, deltas, read_turn, turn_request
 
 def open_(settings, model, text):
-    return open_turn(settings, TurnRequest(resolve_model(model), Prompt(text, "")))
+    return open_turn(settings, turn_request(model, text))
 
 
 @BOTH_UPSTREAMS
@@ -53,6 +51,6 @@ def test_caller_stopping_early_closes_the_socket(settings, sandbox, model):
 @BOTH_UPSTREAMS
 def test_keepalive_ticks_while_the_upstream_is_slow(settings, sandbox, model):
     ticking = with_settings(settings, keepalive_seconds=0.2, idle_timeout=5.0)
-    events = read_turn(open_(ticking, model, "slow [sandbox:slow-first=1]"))
+    events = read_turn(open_(ticking, model, "slow [sandbox:slow-first=1]"), tick=0.2)
     assert events.count(None) >= 2
     assert deltas(events) == answer_for("slow [sandbox:slow-first=1]")

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from bingo import sse
 from bingo.errors import InvalidRequest
-from bingo.models import DEFAULT_MODEL, find_model
+from bingo.models import catalogue
+
+CHATHUB = catalogue("chathub")  # the seed's names as ChatHub styles
+DEFAULT_MODEL = CHATHUB.resolve("Creative")
 from bingo.wire import (
     ChatRequest,
     Message,
@@ -40,7 +43,7 @@ def body(**fields: object) -> dict:
 
 def rejected(request_body: dict, *, legacy: bool = False) -> InvalidRequest:
     with pytest.raises(InvalidRequest) as info:
-        parse_request(request_body, legacy=legacy)
+        parse_request(request_body, CHATHUB, legacy=legacy)
     return info.value
 
 
@@ -118,10 +121,10 @@ def test_parse_body_rejects_non_object(raw):
 
 
 def test_parse_request_minimal_chat_body():
-    assert parse_request(body(), legacy=False) == ChatRequest(
+    assert parse_request(body(), CHATHUB, legacy=False) == ChatRequest(
         kind="chat",
         model_name="Creative",
-        model=find_model("Creative"),
+        model=CHATHUB.find("Creative"),
         messages=(Message("user", "hi"),),
         stream=False,
         include_usage=False,
@@ -137,7 +140,7 @@ def test_parse_request_keeps_every_message_in_order():
         {"role": "assistant", "content": "Bonjour"},
         {"role": "user", "content": "How are you?"},
     ]
-    chat = parse_request(body(messages=messages), legacy=False)
+    chat = parse_request(body(messages=messages), CHATHUB, legacy=False)
 
     assert chat.messages == (
         Message("system", "Be brief."),
@@ -154,7 +157,7 @@ def test_parse_request_assistant_null_content_becomes_empty():
         {"role": "assistant", "content": None, "tool_calls": []},
         {"role": "user", "content": "Never mind"},
     ]
-    chat = parse_request(body(messages=messages), legacy=False)
+    chat = parse_request(body(messages=messages), CHATHUB, legacy=False)
     assert chat.messages[1] == Message("assistant", "")
 
 
@@ -164,14 +167,14 @@ def test_parse_request_text_parts_joined_with_newline():
         {"type": "text", "text": "Second line"},
     ]
     chat = parse_request(
-        body(messages=[{"role": "user", "content": content}]), legacy=False
+        body(messages=[{"role": "user", "content": content}]), CHATHUB, legacy=False
     )
     assert chat.messages == (Message("user", "First line\nSecond line"),)
 
 
 def test_parse_request_empty_parts_list_is_empty_text():
     messages = [{"role": "system", "content": []}, {"role": "user", "content": "hi"}]
-    assert parse_request(body(messages=messages), legacy=False).messages[0] == Message(
+    assert parse_request(body(messages=messages), CHATHUB, legacy=False).messages[0] == Message(
         "system", ""
     )
 
@@ -203,8 +206,8 @@ IGNORED_FIELDS = {
     ("name", "value"), IGNORED_FIELDS.items(), ids=list(IGNORED_FIELDS)
 )
 def test_parse_request_ignores_harmless_field(name, value):
-    assert parse_request(body(**{name: value}), legacy=False) == parse_request(
-        body(), legacy=False
+    assert parse_request(body(**{name: value}), CHATHUB, legacy=False) == parse_request(
+        body(), CHATHUB, legacy=False
     )
 
 
@@ -232,16 +235,16 @@ def test_parse_request_ignores_harmless_field(name, value):
     ],
 )
 def test_parse_request_resolves_model_and_echoes_name(sent, served):
-    chat = parse_request(body(model=sent), legacy=False)
+    chat = parse_request(body(model=sent), CHATHUB, legacy=False)
 
     assert chat.model_name == sent
-    assert chat.model == find_model(served)
+    assert chat.model == CHATHUB.find(served)
 
 
 @pytest.mark.parametrize("model", [DROP, None], ids=["missing", "null"])
 def test_parse_request_missing_model_uses_default(model):
-    chat = parse_request(body(model=model), legacy=False)
-    assert (chat.model_name, chat.model) == ("Creative", find_model("Creative"))
+    chat = parse_request(body(model=model), CHATHUB, legacy=False)
+    assert (chat.model_name, chat.model) == ("Creative", CHATHUB.find("Creative"))
 
 
 @pytest.mark.parametrize(
@@ -251,15 +254,15 @@ def test_parse_request_missing_model_uses_default(model):
 )
 def test_parse_request_azure_deployment_is_the_model(deployment, served):
     chat = parse_request(
-        body(model="ignored-by-azure"), legacy=False, deployment=deployment
+        body(model="ignored-by-azure"), CHATHUB, legacy=False, deployment=deployment
     )
 
     assert chat.model_name == deployment
-    assert chat.model == find_model(served)
+    assert chat.model == CHATHUB.find(served)
 
 
 def test_parse_request_azure_deployment_needs_no_model_field():
-    chat = parse_request(body(model=DROP), legacy=False, deployment="Balanced")
+    chat = parse_request(body(model=DROP), CHATHUB, legacy=False, deployment="Balanced")
     assert chat.model_name == "Balanced"
 
 
@@ -297,7 +300,7 @@ def test_parse_request_azure_deployment_needs_no_model_field():
     ],
 )
 def test_parse_request_stream_and_include_usage(fields, expected):
-    chat = parse_request(body(**fields), legacy=False)
+    chat = parse_request(body(**fields), CHATHUB, legacy=False)
     assert (chat.stream, chat.include_usage) == expected
 
 
@@ -323,12 +326,12 @@ def test_parse_request_stream_and_include_usage(fields, expected):
     ],
 )
 def test_parse_request_stop(stop, expected):
-    assert parse_request(body(stop=stop), legacy=False).stop == expected
+    assert parse_request(body(stop=stop), CHATHUB, legacy=False).stop == expected
 
 
 @pytest.mark.parametrize("n", [1, 1.0, None], ids=["int", "float-one", "null"])
 def test_parse_request_n_one_accepted(n):
-    assert parse_request(body(n=n), legacy=False) == parse_request(body(), legacy=False)
+    assert parse_request(body(n=n), CHATHUB, legacy=False) == parse_request(body(), CHATHUB, legacy=False)
 
 
 # -- parse_request: rejected bodies ------------------------------------------------
@@ -567,7 +570,7 @@ def test_parse_request_stream_options_without_stream_matches_openai(fields):
     ],
 )
 def test_parse_request_detects_text_or_chat(request_body, legacy, kind, messages):
-    chat = parse_request(request_body, legacy=legacy)
+    chat = parse_request(request_body, CHATHUB, legacy=legacy)
     assert (chat.kind, chat.messages) == (kind, messages)
 
 
@@ -580,13 +583,13 @@ def test_parse_request_legacy_keeps_stream_stop_and_model():
             "stop": "5",
             "max_tokens": 16,
             "echo": False,
-        },
+        }, CHATHUB,
         legacy=True,
     )
     assert chat == ChatRequest(
         kind="text",
         model_name="precise",
-        model=find_model("Precise"),
+        model=CHATHUB.find("Precise"),
         messages=(Message("user", "Count"),),
         stream=True,
         include_usage=False,
@@ -616,7 +619,7 @@ def test_parse_request_legacy_keeps_stream_stop_and_model():
     ],
 )
 def test_parse_request_rejects_bad_prompt_on_legacy_path(request_body):
-    error = rejected(request_body, legacy=True)
+    error = rejected(request_body, CHATHUB, legacy=True)
     assert (error.status, error.param) == (400, "prompt")
 
 
@@ -633,7 +636,7 @@ def make_chat(
     return ChatRequest(
         kind=kind,
         model_name="gpt-4",
-        model=find_model("gpt-4"),
+        model=CHATHUB.find("gpt-4"),
         messages=(Message("system", "Be brief"), Message("user", "Hello there")),
         stream=stream,
         include_usage=include_usage,

@@ -8,15 +8,9 @@ final's text may lose trailing white space; Bing may replace an answer by an apo
 """
 from __future__ import annotations
 
-from .errors import (
-    BingoError,
-    CaptchaRequired,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamRejected,
-    UpstreamThrottled,
-)
-from .events import Delta, Event, Finish, Progress, Source
+from ...errors import UpstreamError
+from ..events import Delta, Event, Finish, Progress, Source
+from ..failures import for_result
 
 LIMIT_ORIGINS = ("TurnLimiter",)
 LIMIT_TYPES = ("Disengaged",)
@@ -47,7 +41,7 @@ class AnswerTracker:
         result = result if isinstance(result, dict) else {}
         value = result.get("value", "Success")
         if value != "Success":
-            raise result_error(str(value), str(result.get("message") or result.get("error") or ""))
+            raise for_result(str(value), str(result.get("message") or result.get("error") or ""))
         messages = [m for m in item.get("messages") or () if isinstance(m, dict) and m.get("author") == "bot"]
         events: list[Event] = []
         for message in messages:
@@ -152,17 +146,3 @@ def _sources(raw: object) -> list[Source]:
 
 def _suggestions(raw: object) -> list[str]:
     return [s["text"] for s in raw if isinstance(s, dict) and isinstance(s.get("text"), str)] if isinstance(raw, list) else []
-
-
-def result_error(value: str, bing_says: str) -> BingoError:
-    """The gateway error for a non-Success `result.value`, keeping Bing's words."""
-    said = f" (Bing said: {bing_says})" if bing_says else ""
-    if value == "Throttled":
-        return UpstreamThrottled(f"Bing throttled this account: it hit its rate or daily limit. Wait and retry later, or use another account's BING_COOKIE.{said}")
-    if value == "CaptchaChallenge":
-        return CaptchaRequired(f"Bing asks for a CAPTCHA: open bing.com/chat in a browser with this account, solve it, and refresh BING_COOKIE.{said}")
-    if value in ("UnauthorizedRequest", "Forbidden"):
-        return UpstreamRejected(f"Bing refused the account ({value}): refresh BING_COOKIE from a signed-in browser session.{said}")
-    if value == "InvalidRequest":
-        return UpstreamProtocolError(f"Bing rejected the request as invalid (InvalidRequest).{said}")
-    return UpstreamError(f"Bing ended the turn with {value}.{said}")

@@ -1,7 +1,6 @@
 """The ChatHub `chat` invocation (SignalR type 4): the full argument set Bing expects.
 
-Pure code. Field names and values follow the protocol notes, section 2.6; the set
-is what EdgeGPT, sydney.py and bingo sent in the header-signature era.
+Pure code. The set of fields and values is what EdgeGPT, sydney.py and bingo sent in the header-signature era.
 """
 from __future__ import annotations
 
@@ -10,11 +9,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from .config import Settings
-from .events import TurnRequest
+from ...config import Settings
+from ...prompt import Prompt
+from ...models import Model
 
 if TYPE_CHECKING:
-    from .chathub import Conversation
+    from . import Conversation
 
 ALLOWED_MESSAGE_TYPES = (
     "ActionRequest", "Chat", "Context", "InternalSearchQuery", "InternalSearchResult",
@@ -23,12 +23,12 @@ ALLOWED_MESSAGE_TYPES = (
 )
 
 
-def build_invocation(conversation: Conversation, request: TurnRequest, settings: Settings) -> dict:
+def build_invocation(conversation: Conversation, model: Model, prompt: Prompt, settings: Settings) -> dict:
     """The type-4 record asking Bing one question in a fresh conversation."""
     request_id = str(uuid.uuid4())
     argument: dict[str, object] = {
         "source": "cib",
-        "optionsSets": request.model.options_sets,
+        "optionsSets": model.options_sets,
         "allowedMessageTypes": list(ALLOWED_MESSAGE_TYPES),
         "sliceIds": [],
         "verbosity": "verbose",
@@ -39,16 +39,16 @@ def build_invocation(conversation: Conversation, request: TurnRequest, settings:
         "gptId": "copilot",
         "isStartOfSession": True,
         "requestId": request_id,
-        "message": _message(request.prompt.text, request_id, settings.locale),
-        "tone": request.model.tone,
+        "message": _message(prompt.text, request_id, settings.locale),
+        "tone": model.tone,
         "spokenTextMode": "None",
         "participant": {"id": conversation.client_id},
         "conversationId": conversation.id,
     }
     if conversation.signature:
         argument["conversationSignature"] = conversation.signature
-    if request.prompt.context:
-        argument["previousMessages"] = [_context(request.prompt.context)]
+    if prompt.context:
+        argument["previousMessages"] = [_context(prompt.context)]
     return {"arguments": [argument], "invocationId": "0", "target": "chat", "type": 4}
 
 

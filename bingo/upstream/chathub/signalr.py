@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from .errors import UpstreamProtocolError
+from ...errors import UpstreamProtocolError
 
 RS = "\x1e"
 HANDSHAKE = '{"protocol":"json","version":1}' + RS
@@ -28,25 +28,48 @@ def encode_record(record: Mapping[str, object]) -> str:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + RS
 
 
+MAX_RECORD_CHARS = 16 * 1024 * 1024  # an answer record is a few hundred KB at most
+
+
 class RecordBuffer:
-    """Reassembles RS-terminated records from websocket messages."""
+    """Reassembles RS-terminated records from websocket messages.
+
+    The pieces of an unfinished record are kept in a list and joined once, when its
+    RS arrives: re-joining on every message would be quadratic in the record's size.
+    """
 
     def __init__(self) -> None:
-        self._partial = ""
+        self._pieces: list[str] = []
+        self._size = 0
 
     def feed(self, message: str) -> list[dict]:
         """Return the complete records this message finishes, in order.
 
-        Raises UpstreamProtocolError when a complete record is not a JSON object.
+        Raises UpstreamProtocolError when a complete record is not a JSON object, or
+        when a record grows past MAX_RECORD_CHARS without its separator.
         """
-        pieces = (self._partial + message).split(RS)
-        self._partial = pieces.pop()
+        if RS not in message:
+            self._hold(message)
+            return []
+        pieces = message.split(RS)
+        if self._pieces:
+            pieces[0] = "".join(self._pieces) + pieces[0]
+            self._pieces, self._size = [], 0
+        self._hold(pieces.pop())
         return [_decode(piece) for piece in pieces if piece]
+
+    def _hold(self, piece: str) -> None:
+        if not piece:
+            return
+        self._size += len(piece)
+        if self._size > MAX_RECORD_CHARS:
+            raise UpstreamProtocolError(f"Bing's ChatHub sent a record over {MAX_RECORD_CHARS} characters without its separator.")
+        self._pieces.append(piece)
 
     @property
     def pending(self) -> bool:
         """True while a record has started but its RS has not arrived."""
-        return bool(self._partial)
+        return bool(self._pieces)
 
 
 def _decode(piece: str) -> dict:

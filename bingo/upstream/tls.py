@@ -1,0 +1,88 @@
+"""One TLS setup per process, and pooled keep-alive HTTP for the REST leg.
+
+Loading a CA bundle costs ~20 ms of CPU under the GIL. requests re-loads it into
+every new connection it opens and websocket-client builds a fresh SSLContext per
+socket, so an answer over TLS paid it twice. Here the context is built once (on first
+use) and handed to both libraries, and REST connections are kept alive and reused.
+
+Sessions are per thread, not per process: a `requests.Session` is not documented
+as thread-safe (its cookie jar and adapters mutate), a gunicorn gthread worker runs
+one request per thread at a time, and a per-thread pool of one connection per host
+gives keep-alive without locks. Cookies are never kept between calls: each call
+sends exactly the headers its caller built, and reads what Set-Cookie said itself.
+"""
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+_lock = threading.Lock()
+_contexts: dict[str, ssl.SSLContext] = {}
+_local = threading.local()
+
+
+def client_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """The process's client SSLContext for this CA file ("" = certifi's bundle)."""
+    context = _contexts.get(ca_bundle)
+    if context is None:
+        with _lock:
+            context = _contexts.get(ca_bundle) or _build_context(ca_bundle)
+            _contexts[ca_bundle] = context
+    return context
+
+
+def _build_context(ca_bundle: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_bundle or _certifi_bundle())
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _certifi_bundle() -> str | None:
+    """requests' default bundle, so both legs trust the same roots as before."""
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - requests depends on certifi
+        return None
+    return certifi.where()
+
+
+class _SharedContextAdapter(HTTPAdapter):
+    """An adapter whose TLS connections all use the one process context."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(pool_connections=4, pool_maxsize=1, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(proxy, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests would set `ca_certs` here, making urllib3 load the bundle into the
+        # shared context on every new connection; the context already holds it.
+        conn.cert_reqs = "CERT_REQUIRED"
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
+
+
+def session(ca_bundle: str = "") -> requests.Session:
+    """This thread's pooled session for upstream REST calls."""
+    sessions: dict[str, requests.Session] = _local.__dict__.setdefault("sessions", {})
+    found = sessions.get(ca_bundle)
+    if found is None:
+        found = requests.Session()
+        found.trust_env = False  # proxies come from Settings, read in one place
+        adapter = _SharedContextAdapter(client_context(ca_bundle))
+        found.mount("https://", adapter)
+        found.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=1, max_retries=0))
+        sessions[ca_bundle] = found
+    return found

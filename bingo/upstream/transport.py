@@ -1,0 +1,227 @@
+"""Sockets for both upstreams: HTTP over requests, websockets over websocket-client.
+
+The only modules that touch the network libraries are this one, `tls.py` and
+`frames.py`. Every transport failure is translated here, once, with the cause
+chained; what an HTTP status means is the failure table's call (`failures.py`).
+Redirects are never followed: the cookie or token must not travel to another origin.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+import requests
+import websocket
+import websocket._handshake
+from websocket._cookiejar import SimpleCookieJar
+
+from ..config import Settings
+from ..errors import UpstreamTimeout, UpstreamUnavailable
+from . import failures, tls
+from .watchdog import WATCHDOG, Guard
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class _NoCookies(SimpleCookieJar):
+    """websocket-client keeps Set-Cookie from every upgrade in one process-wide jar
+    and sends it on later upgrades to the same host: one user's upstream session
+    would ride on another's request. bingo sends exactly the cookies it means to."""
+
+    def add(self, set_cookie: str | None) -> None:
+        pass
+
+    def set(self, set_cookie: str | None) -> None:
+        pass
+
+    def get(self, host: str) -> str:
+        return ""
+
+
+websocket._handshake.CookieJar = _NoCookies()
+
+
+def proxy_for(settings: Settings, url: str) -> str:
+    """The proxy URL for a target, or "" when none applies (NO_PROXY honoured)."""
+    host = urlsplit(url).hostname or ""
+    if not settings.proxy or proxy_bypass_environment(host, {"no": settings.no_proxy}):
+        return ""
+    return settings.proxy
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP reply: status, headers (case-insensitive), decoded JSON (or None)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: object
+    cookies: Mapping[str, str]
+
+
+def http_json(
+    settings: Settings, upstream: str, method: str, url: str, headers: Mapping[str, str], what: str,
+    body: dict | None = None, *, accept: tuple[int, ...] = (),
+) -> Reply:
+    """Make one HTTP call on this thread's pooled session and decode its JSON body.
+
+    A 2xx (or a status in `accept`) comes back as a Reply whose body is None when
+    it is empty or not JSON, for the caller to judge; any other status raises the
+    failure table's error, and transport failures raise UpstreamUnavailable/Timeout.
+    """
+    proxy = proxy_for(settings, url)
+    try:
+        response = tls.session(settings.ca_bundle).request(
+            method, url, headers=dict(headers), json=body, allow_redirects=False,
+            proxies={"http": proxy, "https": proxy} if proxy else None,
+            timeout=(settings.connect_timeout, settings.connect_timeout),
+        )
+    except requests.Timeout as exc:
+        raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
+    except requests.RequestException as exc:
+        raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
+    finally:
+        tls.session(settings.ca_bundle).cookies.clear()
+    if response.status_code in _REDIRECTS:
+        raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))
+    if not response.ok and response.status_code not in accept:
+        raise failures.for_status(upstream, response.status_code, what, response.headers.get("Retry-After"))
+    try:
+        decoded = response.json() if response.content.strip() else None
+    except ValueError:
+        decoded = None
+    cookies = {name: value or "" for name, value in response.cookies.get_dict().items()}
+    return Reply(response.status_code, response.headers, decoded, cookies)
+
+
+def open_websocket(
+    settings: Settings, upstream: str, url: str, headers: Mapping[str, str], what: str,
+) -> websocket.WebSocket:
+    """Open a websocket within BINGO_CONNECT_TIMEOUT, as a wall-clock bound.
+
+    The socket timeout bounds each read; the watchdog bounds the whole handshake,
+    so a 101 trickled a byte at a time cannot hold the thread. Refusals, redirects
+    and timeouts become typed errors.
+    """
+    ws = websocket.WebSocket(
+        sslopt={"context": tls.client_context(settings.ca_bundle)},
+        # The JSON decoder validates the text anyway; websocket-client's own UTF-8
+        # check is pure Python and costs more than the rest of the relay.
+        skip_utf8_validation=True,
+    )
+    guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: raw_socket(ws))
+    try:
+        ws.connect(url, **_connect_options(settings, url, headers))
+    except websocket.WebSocketBadStatusException as exc:
+        raise failures.for_status(upstream, exc.status_code, what, _header(exc, "retry-after")) from exc
+    except (OSError, websocket.WebSocketException) as exc:
+        redirect = getattr(ws, "handshake_response", None)
+        if redirect is not None and redirect.status in _REDIRECTS:  # redirect_limit=0 stops there
+            raise failures.for_redirect(what, _shown(redirect.headers.get("location", ""))) from exc
+        if guard.fired or isinstance(exc, (socket.timeout, websocket.WebSocketTimeoutException)):
+            raise UpstreamTimeout(f"{what} did not open within {settings.connect_timeout:g} s (BINGO_CONNECT_TIMEOUT).") from exc
+        raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
+    finally:
+        guard.cancel()
+    assert ws.sock is not None, "connect() leaves a socket or raises"
+    ws.sock = BufferedSocket(ws.sock)  # type: ignore[assignment]  # duck-typed: recv, send, fileno
+    return ws
+
+
+def _connect_options(settings: Settings, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
+    proxy = urlsplit(proxy_for(settings, url))
+    return {
+        "timeout": settings.connect_timeout,
+        # websocket-client sends its own Origin unless given one; two are a 400.
+        "origin": headers.get("Origin"),
+        "header": [f"{k}: {v}" for k, v in headers.items() if k.lower() != "origin"],
+        "redirect_limit": 0,
+        "http_proxy_host": proxy.hostname,
+        "http_proxy_port": proxy.port,
+        "http_proxy_auth": (proxy.username, proxy.password) if proxy.username else None,
+        "proxy_type": proxy.scheme or "http",
+        # Without a host, websocket-client would read http_proxy from the
+        # environment itself; Settings already decided, so "*" turns that off.
+        "http_no_proxy": None if proxy.hostname else ["*"],
+    }
+
+
+def guard_turn(ws: websocket.WebSocket, at: float) -> Guard:
+    """Cut the socket at `at` (the total deadline), whatever a read is waiting for."""
+    return WATCHDOG.arm(at, lambda: raw_socket(ws))
+
+
+def raw_socket(ws: websocket.WebSocket) -> socket.socket | None:
+    sock = ws.sock
+    return sock.raw if isinstance(sock, BufferedSocket) else sock
+
+
+class BufferedSocket:
+    """A socket whose reads fill a buffer, so one recv serves several small frames.
+
+    websocket-client reads a frame in 2-4 exact-size recv calls (header, length,
+    payload). Reading up to 64 KiB at once turns a burst of frames into one system
+    call, and `pending()` tells the reader it need not poll before the next frame.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.raw = sock
+        self._buffer = b""
+
+    def recv(self, size: int) -> bytes:
+        if not self._buffer:
+            data = self.raw.recv(max(size, 65536))
+            if len(data) <= size:
+                return data
+            self._buffer = data
+        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
+        return chunk
+
+    def pending(self) -> bool:
+        """True when bytes are already read (here, or inside the TLS layer)."""
+        pending = getattr(self.raw, "pending", None)
+        return bool(self._buffer) or (pending is not None and pending() > 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def close_websocket(ws: websocket.WebSocket | None) -> None:
+    """Send a close frame and drop the socket at once, without waiting for a reply."""
+    if ws is None or not ws.connected:
+        return
+    try:
+        ws.send_close(websocket.STATUS_NORMAL)
+    except (OSError, websocket.WebSocketException):
+        pass
+    ws.shutdown()
+
+
+def send_text(ws: websocket.WebSocket, payload: str, what: str) -> None:
+    try:
+        ws.send(payload)
+    except (OSError, websocket.WebSocketException) as exc:
+        raise UpstreamUnavailable(f"{what} closed while the request was being sent.") from exc
+
+
+def _header(exc: websocket.WebSocketBadStatusException, name: str) -> str | None:
+    headers = getattr(exc, "resp_headers", None) or {}
+    return headers.get(name)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "the upstream"
+
+
+def _shown(url: str) -> str:
+    """A URL fit for an error message: no user info, query or fragment."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
