@@ -15,17 +15,27 @@ from collections.abc import Iterator
 import websocket
 
 from bingo.config import Settings
-from bingo.models import resolve_model
-from bingo.prompt import Prompt
 from bingo.upstream import open_turn
 
 from . import jobs
 from .traffic import MODEL, direct_answer
 
-try:  # until the upstream package lands, the event types live in bingo.events
-    from bingo.events import Delta, Finish, TurnRequest
-except ImportError:  # pragma: no cover - after the rebuild
-    from bingo.upstream.events import Delta, Finish, TurnRequest  # type: ignore
+try:  # the upstream package (bingo/upstream/): a turn is asked for its next event
+    from bingo.models import catalogue
+    from bingo.upstream.events import Delta, Finish, TurnRequest
+    from bingo.wire import Message
+
+    def _request(settings: Settings, prompt: str) -> TurnRequest:
+        model = catalogue(settings.upstream).resolve(MODEL)
+        return TurnRequest(model, (Message("user", prompt),))
+
+except ImportError:  # before it: bingo.events, and a turn yields its events
+    from bingo.events import Delta, Finish, TurnRequest  # type: ignore[no-redef]
+    from bingo.models import resolve_model  # type: ignore[attr-defined]
+    from bingo.prompt import Prompt  # type: ignore[attr-defined]
+
+    def _request(settings: Settings, prompt: str) -> TurnRequest:
+        return TurnRequest(resolve_model(MODEL), Prompt(prompt, ""))  # type: ignore
 
 
 def describe(env: dict[str, str]) -> str:
@@ -33,7 +43,7 @@ def describe(env: dict[str, str]) -> str:
     settings = make_settings(env)
     return (
         "bingo.upstream.open_turn(Settings.from_env(<the gateway's environment>), "
-        f"TurnRequest(resolve_model({MODEL!r}), Prompt(prompt, ''))), one thread per "
+        f"TurnRequest(<model {MODEL!r}>, <prompt>)), read to its Finish, one thread per "
         f"stream; connect_timeout={settings.connect_timeout:g}, "
         f"keepalive_seconds={settings.keepalive_seconds:g}; websocket-client "
         f"{websocket.__version__}, skip_utf8_validation=True, no proxy, no wsaccel"
@@ -47,10 +57,14 @@ def make_settings(env: dict[str, str]) -> Settings:
 
 def _events(settings: Settings, prompt: str) -> Iterator[object]:
     """The turn's events; the one place that knows bingo's upstream API."""
-    turn = open_turn(settings, TurnRequest(resolve_model(MODEL), Prompt(prompt, "")))
+    turn = open_turn(settings, _request(settings, prompt))
     try:
         yield _utf8_skipped(turn)
-        yield from turn.events()
+        if hasattr(turn, "events"):
+            yield from turn.events()
+            return
+        while True:
+            yield turn.next(time.monotonic() + settings.keepalive_seconds)
     finally:
         turn.close()
 

@@ -140,6 +140,8 @@ def upstream_env(
         BINGO_COPILOT_URL=upstream.copilot_url,
     )
     env.pop("BINGO_THREADS", None)
+    # The seed's names (the bench asks for Creative) on ChatHub, the readers' protocol.
+    env["BINGO_UPSTREAM"] = "chathub"
     if keepalive is not None:
         env["BINGO_KEEPALIVE_SECONDS"] = f"{keepalive:g}"
     if certs is not None:
