@@ -89,19 +89,20 @@ def posed(monkeypatch):
     return challenges_posed
 
 
-def copilot_expected(prompt: str, image_url: str | None = None) -> str:
+def copilot_expected(prompt: str, image_url: str | None = None, cuts: int | None = None) -> str:
     """The gateway's answer to a sandbox Copilot turn, rebuilt from the sandbox's layout.
 
     Citations become `[^n]` where each arrives (a repeated URL keeps its number),
     the image `![<prompt>](<url>)` where it arrives, set apart by blank lines, and
-    the cited sources' definitions close the answer.
+    the cited sources' definitions close the answer. With `cuts`, only the text of
+    the first `cuts` appendTexts (and what came with them), without definitions.
     """
     layout = copilot_answer_for(prompt)
     out, plain, done = "", "", 0
     numbers: dict[str, int] = {}
     cited: list[Source] = []
     after_image = False
-    for cut in layout.cuts:
+    for cut in layout.cuts[:cuts]:
         piece = layout.text[done:cut]
         if after_image and piece and not piece.startswith("\n"):
             piece = "\n\n" + piece
@@ -117,7 +118,7 @@ def copilot_expected(prompt: str, image_url: str | None = None) -> str:
             before = "\n\n" if plain and not plain.endswith("\n") else ""
             image = f"{before}![{image_prompt_for(prompt)}]({image_url})"
             out, plain, after_image = out + image, plain + image, True
-    if cited:
+    if cited and cuts is None:
         out += "\n\n" + "\n".join(f"[^{n}]: [{s.title}]({s.url})" for n, s in enumerate(cited, 1))
     return out
 
@@ -410,3 +411,193 @@ def test_ping_flood_is_answered_and_bounded_by_the_total_timeout(settings, sandb
     frames = sent(sandbox)
     assert frames[0] == send_frame(frames[0], "[sandbox:ping-flood]")
     assert len(frames) > 5 and frames[1:] == [{"event": "pong"}] * (len(frames) - 1)
+
+
+# Errors through the app: one table, one status and code per cause.
+
+
+@pytest.mark.parametrize(
+    "prompt, fault, status, code, param",
+    [
+        ("[sandbox:error=text-too-long]", None, 400, "context_length_exceeded", "messages"),
+        ("[sandbox:error-unavailable]", None, 502, "upstream_region_blocked", None),
+        ("[sandbox:error=too-many-messages]", None, 429, "rate_limit_exceeded", None),
+        ("[sandbox:error=user-throttled]", None, 429, "rate_limit_exceeded", None),
+        ("[sandbox:error=rate-limit-exceeded]", None, 429, "rate_limit_exceeded", None),
+        ("[sandbox:error=unauthorized]", None, 502, "upstream_auth_failed", None),
+        ("[sandbox:error=brand-new-code]", None, 502, "upstream_error", None),
+        ("[sandbox:invalid-event]", None, 502, "bad_upstream_frame", None),
+        ("Hello", "create-403", 503, "captcha_required", None),
+        ("Hello", "create-401", 502, "upstream_auth_failed", None),
+        ("Hello", "create-429", 429, "rate_limit_exceeded", None),
+        ("Hello", "create-500", 502, "upstream_unavailable", None),
+        ("Hello", "ws-403", 503, "captcha_required", None),
+        ("Hello", "start-blocked", 502, "upstream_region_blocked", None),
+    ],
+    ids=["text-too-long", "chat-service-unavailable", "too-many-messages", "throttl", "rate-limit",
+         "unauthorized", "other-code", "invalid-event", "http-403", "http-401", "http-429", "http-500",
+         "upgrade-403", "is-blocked"],
+)
+def test_error_table_through_the_app(client, sandbox, prompt, fault, status, code, param):
+    if fault:
+        sandbox.queue_fault(fault)
+    response = completion(client, prompt)
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert (error["code"], error["param"]) == (code, param)
+    assert set(error) == {"message", "type", "param", "code"}
+    if status == 429:
+        assert error["type"] == "rate_limit_error"
+        assert response.headers["Retry-After"] == ("7" if fault == "create-429" else "60")
+
+
+def test_error_messages_say_what_happened(client, sandbox):
+    other = completion(client, "[sandbox:error=brand-new-code]").get_json()["error"]["message"]
+    assert "'brand-new-code'" in other, "Copilot's code is in the message"
+    sandbox.queue_fault("create-403")
+    cloudflare = completion(client).get_json()["error"]["message"]
+    assert "HTTP 403" in cloudflare and "Cloudflare" in cloudflare and "COPILOT_COOKIE" in cloudflare
+    sandbox.queue_fault("create-401")
+    refused = completion(client).get_json()["error"]["message"]
+    assert "HTTP 401" in refused and "COPILOT_ACCESS_TOKEN" in refused
+    region = completion(client, "[sandbox:error-unavailable]").get_json()["error"]["message"]
+    assert "chat-service-unavailable" in region and "HTTPS_PROXY" in region
+
+
+def test_a_message_copilot_finds_too_long_is_400(settings, sandbox):
+    # Over the sandbox's 10,240 with the gateway's own limit raised: Copilot's text-too-long.
+    client = create_app(with_settings(settings, copilot_max_chars=20_000)).test_client()
+    response = completion(client, "x" * 10_241)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["param"], error["type"]) == ("context_length_exceeded", "messages", "invalid_request_error")
+    assert "text-too-long" in error["message"]
+
+
+def test_over_research_quota_retries_after_next_available_at(client, sandbox):
+    response = completion(client, "[sandbox:over-research-quota]")
+    assert response.status_code == 429
+    assert response.get_json()["error"]["code"] == "rate_limit_exceeded"
+    assert 88 <= int(response.headers["Retry-After"]) <= 91, "nextAvailableAt is 90 s ahead"
+
+
+def test_redirect_on_start_is_502_and_not_followed(client, sandbox):
+    sandbox.queue_fault("create-redirect")
+    requests, upgrades = len(sandbox.requests), len(sandbox.upgrades)
+    response = completion(client)
+    assert response.status_code == 502
+    error = response.get_json()["error"]
+    assert error["code"] == "upstream_error"
+    assert "redirected to http://127.0.0.2:1/elsewhere" in error["message"] and "not followed" in error["message"]
+    assert len(sandbox.requests) == requests + 1 and len(sandbox.upgrades) == upgrades
+
+
+@pytest.mark.parametrize("code, status, error_code", [
+    ("too-many-messages", 429, "rate_limit_exceeded"),
+    ("chat-service-unavailable", 502, "upstream_region_blocked"),
+    ("brand-new-code", 502, "upstream_error"),
+], ids=["throttled", "region", "other"])
+def test_chat_message_error_is_the_same_as_error(client, sandbox, code, status, error_code):
+    as_error = completion(client, f"[sandbox:error={code}]")
+    as_chat_message_error = completion(client, f"[sandbox:chat-message-error={code}]")
+    assert as_error.status_code == as_chat_message_error.status_code == status
+    assert as_error.get_json()["error"]["code"] == as_chat_message_error.get_json()["error"]["code"] == error_code
+    assert as_error.headers.get("Retry-After") == as_chat_message_error.headers.get("Retry-After")
+
+
+def test_chat_message_error_mid_stream_is_an_in_band_error(client, sandbox):
+    prompt = "[sandbox:chat-message-error]"
+    response = completion(client, prompt, stream=True)
+    assert response.status_code == 200
+    events = read_sse(response.get_data(as_text=True))
+    assert events[-1]["error"]["code"] == "upstream_error"
+    assert "'message-error'" in events[-1]["error"]["message"]
+    assert "[DONE]" not in events
+    # The sandbox sends chatMessageError after half of the appendTexts.
+    half = max(1, len(copilot_answer_for(prompt).cuts) // 2)
+    assert content_of(events) == copilot_expected(prompt, cuts=half)
+    assert sandbox.wait_idle(2.0)
+
+
+# History: one `send`, a plain transcript within BINGO_COPILOT_MAX_CHARS.
+
+HISTORY = (("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!"))
+
+
+def test_history_is_one_send_with_a_plain_transcript(settings, sandbox):
+    events = ask(settings, "And now?", earlier=HISTORY)
+    text = "Be brief.\n\nUser: Hi\nAssistant: Hello!\nUser: And now?"
+    frames = sent(sandbox)
+    assert frames == [send_frame(frames[0], text)]
+    assert deltas(events) == copilot_answer_for(text).text
+
+
+def test_history_drops_the_oldest_turns_first(settings, sandbox):
+    ask(with_settings(settings, copilot_max_chars=50), "And now?", earlier=HISTORY)
+    frames = sent(sandbox)
+    assert frames == [send_frame(frames[0], "Be brief.\n\nAssistant: Hello!\nUser: And now?")]
+
+
+def test_long_history_fits_the_default_limit(settings, sandbox):
+    turns = [("user" if i % 2 == 0 else "assistant", f"{i:03d} " + "w" * 496) for i in range(40)]
+    ask(settings, "Last?", earlier=(("system", "Rules."), *turns))
+    (frame,) = sent(sandbox)
+    text = frame["content"][0]["text"]
+    lines = [f"{'User' if r == 'user' else 'Assistant'}: {c}" for r, c in turns]
+    kept = [line for line in lines if line in text]
+    assert kept == lines[-len(kept):], "the newest turns are kept, the oldest dropped"
+    assert text == "Rules.\n\n" + "\n".join(kept + ["User: Last?"])
+    assert len(text) <= 10_000 < len(text) + len(lines[-len(kept) - 1]) + 1
+
+
+def test_history_through_the_app(client, sandbox):
+    messages = [{"role": r, "content": c} for r, c in HISTORY] + [{"role": "user", "content": "And now?"}]
+    body = completion(client, messages=messages).get_json()
+    text = "Be brief.\n\nUser: Hi\nAssistant: Hello!\nUser: And now?"
+    assert body["choices"][0]["message"]["content"] == expected_content(text)
+    assert sent(sandbox)[0]["content"] == [{"type": "text", "text": text}]
+
+
+def test_last_user_message_over_the_limit_is_400_before_any_upstream_call(client, sandbox):
+    requests, upgrades = len(sandbox.requests), len(sandbox.upgrades)
+    response = completion(client, "y" * 10_001)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+    assert "BINGO_COPILOT_MAX_CHARS" in error["message"]
+    assert (len(sandbox.requests), len(sandbox.upgrades)) == (requests, upgrades), "no upstream request"
+
+
+def test_last_user_message_at_the_limit_goes_out(settings, sandbox):
+    events = ask(settings, "z" * 10_000)
+    assert sent(sandbox)[0]["content"] == [{"type": "text", "text": "z" * 10_000}]
+    assert finish(events).reason == "stop"
+
+
+# Routing: the seed's names on Copilot by default, the copilot* names always.
+
+
+@pytest.mark.parametrize("model, mode", [
+    ("Creative", "smart"), ("Balanced", "chat"), ("Precise", "reasoning"), ("gpt-4", "smart"),
+    ("gpt-4o", "smart"), ("copilot", "smart"), ("copilot-quick", "chat"),
+    ("copilot-think-deeper", "reasoning"), ("copilot-study", "study"),
+])
+def test_default_routing_sends_the_model_to_copilot_in_its_mode(settings, sandbox, model, mode):
+    client = create_app(with_settings(settings, upstream="copilot")).test_client()
+    upgrades = len(sandbox.upgrades)
+    body = completion(client, "Route me", model=model).get_json()
+    assert body["model"] == model, "the response echoes the name the client sent"
+    assert body["choices"][0]["message"]["content"] == expected_content("Route me")
+    assert [u["path"] for u in sandbox.upgrades[upgrades:]] == ["/c/api/chat"]
+    frames = sent(sandbox)
+    assert frames == [send_frame(frames[0], "Route me", mode)]
+
+
+def test_models_under_copilot_are_the_seed_names_and_the_copilot_names(settings):
+    client = create_app(with_settings(settings, upstream="copilot")).test_client()
+    body = client.get("/v1/models").get_json()
+    assert [m["id"] for m in body["data"]] == [
+        "Creative", "Balanced", "Precise", "gpt-4",
+        "copilot", "copilot-quick", "copilot-smart", "copilot-think-deeper", "copilot-study",
+    ]
+    assert {m["owned_by"] for m in body["data"]} == {"microsoft-copilot"}
