@@ -40,23 +40,29 @@ def test_from_env_empty_environment_gives_documented_defaults():
 
     assert settings == Settings()
     assert dataclasses.asdict(settings) == {
+        "upstream": "copilot",
         "bing_cookie": "",
         "create_url": "https://www.bing.com/turing/conversation/create",
         "chathub_url": "wss://sydney.bing.com/sydney/ChatHub",
         "copilot_url": "https://copilot.microsoft.com",
         "copilot_cookie": "",
         "copilot_access_token": "",
+        "copilot_user_agent": "",
+        "copilot_max_chars": 10_000,
         "connect_timeout": 15.0,
         "idle_timeout": 120.0,
         "total_timeout": 600.0,
         "keepalive_seconds": 15.0,
         "locale": "en-US",
         "history_chars": 32_000,
+        "max_answer_chars": 1_000_000,
         "max_body_bytes": 4 * 1024 * 1024,
         "api_keys": frozenset(),
         "cors_origin": "*",
         "proxy": "",
         "no_proxy": "",
+        "ca_bundle": "",
+        "threads": 256,
         "log_level": "INFO",
     }
 
@@ -357,13 +363,61 @@ def test_from_env_proxy_precedence(env, expected):
     [
         ("proxy.local:3128", "http://proxy.local:3128"),
         ("https://proxy.local:443", "https://proxy.local:443"),
-        ("socks5h://127.0.0.1:1080", "socks5h://127.0.0.1:1080"),
         ("http://user:pa55@proxy.local:3128", "http://user:pa55@proxy.local:3128"),
     ],
-    ids=["bare-host-port", "https", "socks5h", "with-credentials"],
+    ids=["bare-host-port", "https", "with-credentials"],
 )
 def test_from_env_proxy_url_normalised(raw, expected):
     assert Settings.from_env({"HTTPS_PROXY": raw}).proxy == expected
+
+
+@pytest.mark.parametrize("raw", ["socks5h://127.0.0.1:1080", "socks5://u:p@h:1", "socks4://h:1"])
+def test_from_env_socks_proxy_is_refused_at_start(raw):
+    """Neither HTTP library speaks SOCKS without extras: refuse now, not on every request."""
+    error = config_error({"ALL_PROXY": raw})
+    assert str(error) == "ALL_PROXY: SOCKS proxies are not supported; use an HTTP(S) proxy (http://host:port)"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, "copilot"), ({"BINGO_UPSTREAM": "chathub"}, "chathub"), ({"BINGO_UPSTREAM": " Copilot "}, "copilot")],
+)
+def test_from_env_upstream(env, expected):
+    assert Settings.from_env(env).upstream == expected
+
+
+def test_from_env_bad_upstream_names_the_variable():
+    assert str(config_error({"BINGO_UPSTREAM": "bing"})) == "BINGO_UPSTREAM must be one of copilot, chathub, not 'bing'"
+
+
+def test_from_env_copilot_settings():
+    settings = Settings.from_env({
+        "COPILOT_USER_AGENT": "Mozilla/5.0 (X11) Firefox/147.0", "BINGO_COPILOT_MAX_CHARS": "4000",
+        "BINGO_MAX_ANSWER_CHARS": "50", "BINGO_THREADS": "32",
+    })
+    assert (settings.copilot_user_agent, settings.copilot_max_chars) == ("Mozilla/5.0 (X11) Firefox/147.0", 4000)
+    assert (settings.max_answer_chars, settings.threads) == (50, 32)
+    assert settings.copilot_presentation == "app"
+    assert Settings.from_env({"COPILOT_COOKIE": "a=b"}).copilot_presentation == "web"
+
+
+@pytest.mark.parametrize("name", ["BINGO_COPILOT_MAX_CHARS", "BINGO_MAX_ANSWER_CHARS", "BINGO_THREADS"])
+def test_from_env_counts_name_the_variable(name):
+    assert str(config_error({name: "0"})).startswith(f"{name} must be a positive whole number")
+
+
+def test_from_env_user_agent_must_be_one_line():
+    assert str(config_error({"COPILOT_USER_AGENT": "a\r\nX-Evil: 1"})) == "COPILOT_USER_AGENT must be one line of text"
+
+
+def test_from_env_ca_bundle_must_exist(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert Settings.from_env({"SSL_CERT_FILE": str(bundle)}).ca_bundle == str(bundle)
+    assert Settings.from_env({"REQUESTS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": "/nope"}).ca_bundle == str(bundle)
+    assert str(config_error({"REQUESTS_CA_BUNDLE": "/nope/ca.pem"})) == (
+        "REQUESTS_CA_BUNDLE must name a readable CA bundle file, not '/nope/ca.pem'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -39,15 +39,29 @@ def procfile_command() -> list[str]:
 class Gateway:
     """The Procfile command running against the sandbox, with its log captured."""
 
-    def __init__(self, sandbox, log_path: Path, extra_args: str = "", **env: str) -> None:
+    def __init__(self, sandbox, log_path: Path, extra_args: str = "", bare: bool = False, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         environment = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith(("BING", "COPILOT_"))},
             "PORT": str(self.port),
             # Same command as the Procfile; only the bind narrows to loopback for tests.
             "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {extra_args}".strip(),
+            "BINGO_COPILOT_URL": sandbox.copilot_url,
+            **env,
+        }
+        if not bare:
+            environment = {**self._test_settings(sandbox), **environment}
+        self._log = open(log_path, "wb")
+        command = procfile_command()
+        command[0] = str(Path(sys.executable).with_name(command[0]))
+        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 20.0)
+
+    @staticmethod
+    def _test_settings(sandbox) -> dict[str, str]:
+        return {
             "BING_COOKIE": COOKIE,
             "BINGO_API_KEYS": API_KEY,
             "BINGO_CREATE_URL": sandbox.create_url,
@@ -56,13 +70,7 @@ class Gateway:
             "BINGO_KEEPALIVE_SECONDS": "1",
             "BINGO_IDLE_TIMEOUT": "5",
             "BINGO_CONNECT_TIMEOUT": "5",
-            **env,
         }
-        self._log = open(log_path, "wb")
-        command = procfile_command()
-        command[0] = str(Path(sys.executable).with_name(command[0]))
-        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 20.0)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -118,8 +126,11 @@ def test_openai_python_legacy_completions(sdk):
 
 
 def test_openai_python_lists_models(sdk):
-    assert [m.id for m in sdk.models.list()][:4] == ["Creative", "Balanced", "Precise", "gpt-4"]
-    assert sdk.models.retrieve("Precise").owned_by == "bing-chathub"
+    assert [m.id for m in sdk.models.list()] == [
+        "Creative", "Balanced", "Precise", "gpt-4",
+        "copilot", "copilot-quick", "copilot-smart", "copilot-think-deeper", "copilot-study",
+    ]
+    assert sdk.models.retrieve("Precise").owned_by == "microsoft-copilot"
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve("nope")
 
@@ -127,9 +138,9 @@ def test_openai_python_lists_models(sdk):
 @pytest.mark.parametrize(
     "fault, exception, status",
     [
-        ("throttled", openai.RateLimitError, 429),
-        ("captcha", openai.InternalServerError, 503),
-        ("create-unauthorized", openai.InternalServerError, 502),
+        ("error=too-many-messages", openai.RateLimitError, 429),
+        ("cloudflare", openai.InternalServerError, 503),
+        ("create-401", openai.InternalServerError, 502),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
@@ -140,6 +151,53 @@ def test_openai_python_raises_the_right_class(sdk, sandbox, fault, exception, st
         list(result) if stream else None
     assert raised.value.status_code == status
     assert raised.value.body["message"]
+
+
+@pytest.fixture(scope="module")
+def bare_gateway(sandbox_server, tmp_path_factory):
+    """The Procfile command with no setting at all but BINGO_COPILOT_URL."""
+    gw = Gateway(sandbox_server, tmp_path_factory.mktemp("bare") / "gunicorn.log", bare=True)
+    yield gw
+    gw.stop()
+
+
+@pytest.mark.parametrize("model", ["Creative", "gpt-4o"])
+def test_with_no_setting_the_seed_names_are_answered_by_copilot_as_the_app(bare_gateway, sandbox, model):
+    client = openai.OpenAI(base_url=f"{bare_gateway.base}/v1", api_key="anything", max_retries=0, timeout=30)
+    seen = len(sandbox.requests)
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}])
+    assert (reply.model, reply.choices[0].message.content) == (model, expected_content("Hello"))
+    (start,) = sandbox.requests[seen:]  # one REST call, and it is the app's start
+    assert start["path"] == "/c/api/start"
+    assert {k.lower(): v for k, v in start["headers"].items()}["user-agent"].startswith("CopilotNative/")
+    assert sandbox.received[-1][0]["event"] == "send" and sandbox.received[-1][0]["mode"] == "smart"
+
+
+@pytest.fixture(scope="module")
+def chathub_gateway(sandbox_server, tmp_path_factory):
+    gw = Gateway(sandbox_server, tmp_path_factory.mktemp("chathub") / "gunicorn.log", BINGO_UPSTREAM="chathub")
+    yield gw
+    gw.stop()
+
+
+@pytest.mark.parametrize(
+    "fault, exception, status",
+    [
+        ("throttled", openai.RateLimitError, 429),
+        ("captcha", openai.InternalServerError, 503),
+        ("create-unauthorized", openai.InternalServerError, 502),
+    ],
+)
+def test_chathub_upstream_serves_the_seed_names_and_its_errors(chathub_gateway, sandbox, fault, exception, status):
+    client = openai.OpenAI(base_url=f"{chathub_gateway.base}/v1", api_key=API_KEY, max_retries=0, timeout=30)
+    reply = client.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "Hello"}])
+    assert reply.choices[0].message.content == expected_content("Hello")
+    assert sandbox.received[-1][2]["arguments"][0]["tone"] == "Creative"
+    assert client.models.retrieve("Precise").owned_by == "bing-chathub"
+    sandbox.queue_fault(fault)
+    with pytest.raises(exception) as raised:
+        list(client.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert raised.value.status_code == status
 
 
 def test_openai_python_wrong_key_is_authentication_error(gateway, sandbox):

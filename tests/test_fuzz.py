@@ -38,7 +38,7 @@ PATHS = ["/v1/chat/completions", "/chat/completions", "/v1/completions", "/compl
 CONTENT_TYPES = [None, "application/json", "application/json; charset=utf-8", "text/plain",
                  "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "multipart/form-data",
                  "application/xml", "application/octet-stream", "", "text/event-stream", "application/json; charset=latin-1"]
-MODELS = [m.id for m in catalogue("chathub").models] + ["gpt-3.5-turbo", "CREATIVE", "Copilot-Smart"]
+MODELS = [m.id for m in catalogue("copilot").models] + ["gpt-3.5-turbo", "CREATIVE", "Copilot-Smart"]
 FIELDS = ["model", "messages", "stream", "stream_options", "stop", "n", "prompt", "temperature", "max_tokens",
           "tools", "user", "logprobs", "response_format"]
 
@@ -159,7 +159,7 @@ def copilot_prompt(path: str, request: dict) -> str | None:
     whose answer this request must get.
     """
     deployment = "Precise" if "/deployments/" in path else None
-    chat = wire.parse_request(request, catalogue("chathub"), legacy=not urlsplit(path).path.rstrip("/").endswith("chat/completions"),
+    chat = wire.parse_request(request, catalogue("copilot"), legacy=not urlsplit(path).path.rstrip("/").endswith("chat/completions"),
                               deployment=deployment)
     if chat.model.upstream != "copilot":
         return None

@@ -143,6 +143,8 @@ def answer_of(exchange: Exchange) -> str:
 def start_gateway(upstream: object, log_path: Path, timeouts: dict[str, str]) -> Gateway:
     gw = Gateway(
         upstream, log_path,
+        # The seed's names on the ChatHub, so its faults are tried too; "copilot" names Copilot.
+        BINGO_UPSTREAM="chathub",
         BING_COOKIE=COOKIE, COPILOT_COOKIE=COPILOT_COOKIE, BINGO_API_KEYS=",".join(API_KEYS), BINGO_LOG_LEVEL="DEBUG",
         WEB_CONCURRENCY="1", PYTHONUNBUFFERED="1", **timeouts,
     )
@@ -267,7 +269,7 @@ FAULTS = [
     Fault("copilot-create-slow", "copilot", "create-slow=2", "hi", 504, 504, "upstream_timeout"),
     Fault("copilot-create-nonjson", "copilot", "create-nonjson", "hi", 502, 502, "upstream_region_blocked"),
     Fault("copilot-create-empty", "copilot", "create-empty", "hi", 502, 502, "upstream_region_blocked"),
-    Fault("copilot-ws-403", "copilot", "ws-403", "hi", 502, 502, "upstream_auth_failed"),
+    Fault("copilot-ws-403", "copilot", "ws-403", "hi", 503, 503, "captcha_required"),
     Fault("copilot-ws-200", "copilot", "ws-200", "hi", 502, 502, "upstream_region_blocked"),
     Fault("copilot-drop", "copilot", None, "[sandbox:drop]", 502, IN_BAND, "upstream_unavailable"),
     Fault("copilot-silent", "copilot", None, "[sandbox:silent]", 504, IN_BAND, "upstream_timeout"),
@@ -690,7 +692,11 @@ ROUNDS = 8  # BATCH * ROUNDS = 200
 THREAD_SLACK = 8
 # Sockets and fds must come back to the baseline, but gunicorn closes a client
 # connection only when its poller next sees the EOF: allow one still being retired.
+# The REST leg keeps idle keep-alive connections to the upstream in one bounded
+# process pool (bingo.upstream.tls.POOL_SIZE); a round a little more concurrent than
+# the warm-up may leave a few more of them: idle, reused, and never more than a BATCH.
 FD_SLACK = 1
+POOL_SLACK = BATCH
 
 
 def disconnect_round(gw: Gateway, sandbox: Sandbox, round_no: int) -> None:
@@ -711,8 +717,8 @@ def settled_usage(pid: int, baseline: Usage | None = None, timeout: float = 5.0)
     while time.monotonic() < deadline:
         time.sleep(0.2)
         now = Usage.of(pid)
-        if (baseline is not None and now.busy <= baseline.busy and now.fds <= baseline.fds + FD_SLACK
-                and now.sockets <= baseline.sockets + FD_SLACK):
+        if (baseline is not None and now.busy <= baseline.busy and now.fds <= baseline.fds + FD_SLACK + POOL_SLACK
+                and now.sockets <= baseline.sockets + FD_SLACK + POOL_SLACK):
             return now
         if baseline is None and now == last:
             return now
@@ -740,8 +746,13 @@ def test_200_disconnects_leak_no_thread_fd_or_socket(calm, sandbox):
     assert stats["open"] == 0
     assert after.busy <= before.busy, f"threads still serving abandoned requests: {before} -> {after}"
     assert after.threads <= before.threads + THREAD_SLACK, (before, after)
-    assert after.fds <= before.fds + FD_SLACK, (before, after)
-    assert after.sockets <= before.sockets + FD_SLACK, (before, after)
+    assert after.fds <= before.fds + FD_SLACK + POOL_SLACK, (before, after)
+    assert after.sockets <= before.sockets + FD_SLACK + POOL_SLACK, (before, after)
+    # The pool is what may grow: a second set of rounds must leave it where it was.
+    for round_no in range(ROUNDS + 1, ROUNDS + 3):
+        disconnect_round(calm, sandbox, round_no)
+    again = settled_usage(pid, baseline=after)
+    assert again.fds <= max(after.fds, before.fds + POOL_SLACK) + FD_SLACK, (before, after, again)
 
 
 # -- load: 200 streams at once in one gunicorn process ----------------------------------------

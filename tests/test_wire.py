@@ -619,7 +619,7 @@ def test_parse_request_legacy_keeps_stream_stop_and_model():
     ],
 )
 def test_parse_request_rejects_bad_prompt_on_legacy_path(request_body):
-    error = rejected(request_body, CHATHUB, legacy=True)
+    error = rejected(request_body, legacy=True)
     assert (error.status, error.param) == (400, "prompt")
 
 

@@ -5,14 +5,16 @@ every new connection it opens and websocket-client builds a fresh SSLContext per
 socket, so an answer over TLS paid it twice. Here the context is built once (on first
 use) and handed to both libraries, and REST connections are kept alive and reused.
 
-Sessions are per thread, not per process: a `requests.Session` is not documented
-as thread-safe (its cookie jar and adapters mutate), a gunicorn gthread worker runs
-one request per thread at a time, and a per-thread pool of one connection per host
-gives keep-alive without locks. Cookies are never kept between calls: each call
-sends exactly the headers its caller built, and reads what Set-Cookie said itself.
+One session serves the process, shared by its threads: its urllib3 pool is
+thread-safe, so connections are reused by whichever thread needs one next, and the
+pool stays at the process's peak concurrency instead of one idle socket per thread.
+What makes a shared `requests.Session` unsafe is its cookie jar: here it accepts
+no cookie at all, so nothing one request's upstream sets rides on another's; each
+call sends exactly the headers its caller built and reads Set-Cookie itself.
 """
 from __future__ import annotations
 
+import http.cookiejar
 import ssl
 import threading
 from typing import Any
@@ -20,9 +22,10 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # session() builds a context under it
 _contexts: dict[str, ssl.SSLContext] = {}
-_local = threading.local()
+_sessions: dict[str, requests.Session] = {}
+POOL_SIZE = 32  # idle connections kept per upstream host; more are made and dropped
 
 
 def client_context(ca_bundle: str = "") -> ssl.SSLContext:
@@ -56,7 +59,7 @@ class _SharedContextAdapter(HTTPAdapter):
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self._context = context
-        super().__init__(pool_connections=4, pool_maxsize=1, max_retries=0)
+        super().__init__(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
@@ -74,15 +77,27 @@ class _SharedContextAdapter(HTTPAdapter):
         conn.ca_cert_dir = None
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Refuses to store any cookie in the shared session's jar."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+
 def session(ca_bundle: str = "") -> requests.Session:
-    """This thread's pooled session for upstream REST calls."""
-    sessions: dict[str, requests.Session] = _local.__dict__.setdefault("sessions", {})
-    found = sessions.get(ca_bundle)
+    """The process's pooled session for upstream REST calls (thread-safe, cookie-less)."""
+    found = _sessions.get(ca_bundle)
     if found is None:
-        found = requests.Session()
-        found.trust_env = False  # proxies come from Settings, read in one place
-        adapter = _SharedContextAdapter(client_context(ca_bundle))
-        found.mount("https://", adapter)
-        found.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=1, max_retries=0))
-        sessions[ca_bundle] = found
+        with _lock:
+            found = _sessions.get(ca_bundle) or _build_session(ca_bundle)
+            _sessions[ca_bundle] = found
     return found
+
+
+def _build_session(ca_bundle: str) -> requests.Session:
+    built = requests.Session()
+    built.trust_env = False  # proxies come from Settings, read in one place
+    built.cookies.set_policy(_NoCookies())
+    built.mount("https://", _SharedContextAdapter(client_context(ca_bundle)))
+    built.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0))
+    return built

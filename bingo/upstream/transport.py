@@ -68,7 +68,7 @@ def http_json(
     settings: Settings, upstream: str, method: str, url: str, headers: Mapping[str, str], what: str,
     body: dict | None = None, *, accept: tuple[int, ...] = (),
 ) -> Reply:
-    """Make one HTTP call on this thread's pooled session and decode its JSON body.
+    """Make one HTTP call on the process's pooled session and decode its JSON body.
 
     A 2xx (or a status in `accept`) comes back as a Reply whose body is None when
     it is empty or not JSON, for the caller to judge; any other status raises the
@@ -85,8 +85,6 @@ def http_json(
         raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
     except requests.RequestException as exc:
         raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
-    finally:
-        tls.session(settings.ca_bundle).cookies.clear()
     if response.status_code in _REDIRECTS:
         raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))
     if not response.ok and response.status_code not in accept:
