@@ -18,21 +18,35 @@ import time
 import uuid
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from bingo import create_app, errors
 from bingo.config import APP_USER_AGENT, BROWSER_USER_AGENT, Settings
-from bingo.sandbox import Source, copilot_answer_for, copilot_token, hashcash_ok, image_prompt_for, source_for
+from bingo.sandbox import challenge as sandbox_challenge
 from bingo.sandbox import copilot as sandbox_copilot
+from bingo.sandbox import (
+    copilot_answer_for,
+    copilot_token,
+    hashcash_ok,
+    image_prompt_for,
+    source_for,
+)
 from bingo.sandbox import create as sandbox_create
 from bingo.sandbox.copilot_script import THOUGHTS
 from bingo.upstream import engine, open_turn
-from bingo.upstream.copilot import CONSENTS, SET_OPTIONS, START_BODY, CopilotAdapter, challenges
+from bingo.upstream.copilot import (
+    CONSENTS,
+    SET_OPTIONS,
+    START_BODY,
+    CopilotAdapter,
+    challenges,
+)
 from bingo.upstream.copilot.tracker import CopilotTracker, encode
 from bingo.upstream.engine import Step
-from bingo.upstream.events import Citation, Delta, Finish, Progress, Reasoning
+from bingo.upstream.events import Citation, Delta, Finish, Progress, Reasoning, Source
 from tests.conftest import with_settings
 from tests.helpers import (
     content_of,
@@ -100,7 +114,7 @@ def copilot_expected(prompt: str, image_url: str | None = None, cuts: int | None
     layout = copilot_answer_for(prompt)
     out, plain, done = "", "", 0
     numbers: dict[str, int] = {}
-    cited: list[Source] = []
+    cited: list = []  # the sandbox's sources
     after_image = False
     for cut in layout.cuts[:cuts]:
         piece = layout.text[done:cut]
@@ -324,6 +338,9 @@ def test_cloudflare_challenge_is_503_through_the_app(client, sandbox):
 
 
 def test_hashcash_over_the_cpu_bound_is_503(settings, sandbox, monkeypatch):
+    # A fixed seed with no 24-bit nonce below 2,000,000, and a 0.05 s CPU bound
+    # (the real one is 2 s): the solver must give up, not find it by luck.
+    monkeypatch.setattr(sandbox_challenge, "secrets", SimpleNamespace(token_hex=lambda n: "ab" * n))
     monkeypatch.setattr(challenges, "solve_hashcash", partial(challenges.solve_hashcash, cpu_seconds=0.05))
     started = time.monotonic()
     with pytest.raises(errors.CaptchaRequired) as raised:
@@ -601,3 +618,405 @@ def test_models_under_copilot_are_the_seed_names_and_the_copilot_names(settings)
         "copilot", "copilot-quick", "copilot-smart", "copilot-think-deeper", "copilot-study",
     ]
     assert {m["owned_by"] for m in body["data"]} == {"microsoft-copilot"}
+
+
+# Captures, replayed over a real loopback websocket.
+
+CONNECTED = {"event": "connected", "requestId": "0" * 32, "id": "0"}
+TAIL = "savevsgames-2025-11-palindrome-tail"
+
+
+def load_capture(stem: str) -> list[dict]:
+    path = CAPTURES / f"{stem}.copilot.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Replay:
+    """A Copilot socket that plays frames: `connected` first (the capture's own if it
+    has one), then waits for the client's `send`, then the rest (waiting for the
+    answer to each challenge), then keeps the socket open and records whatever the
+    client sends until it closes."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict | str] = []  # a str goes out verbatim
+        self.received: list[dict] = []
+        self.closed = threading.Event()
+
+    def handle(self, conn) -> None:
+        frames = list(self.frames)
+        if not (frames and isinstance(frames[0], dict) and frames[0].get("event") == "connected"):
+            frames.insert(0, CONNECTED)
+        try:
+            conn.send(json.dumps(frames[0]))
+            self.received.append(json.loads(conn.recv(timeout=3)))
+            for frame in frames[1:]:
+                conn.send(frame if isinstance(frame, str) else json.dumps(frame))
+                if isinstance(frame, dict) and frame.get("event") == "challenge":
+                    # Its answer (and a re-sent `send` after a real one) is read
+                    # before going on: a client that closes with unread frames
+                    # resets the connection, and the reset can lose what it sent.
+                    for _ in range(1 if frame.get("method") is None else 2):
+                        self.received.append(json.loads(conn.recv(timeout=3)))
+            while True:
+                self.received.append(json.loads(conn.recv(timeout=5)))
+        except (ConnectionClosed, TimeoutError):
+            pass
+        finally:
+            self.closed.set()
+
+
+class ReplayAdapter(CopilotAdapter):
+    """The real adapter, REST start included (on the sandbox), with its socket sent to the replay."""
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        super().__init__(settings, turn_request("copilot", "Hi"))
+        self._url = url
+
+    def create(self) -> engine.Opening:
+        return engine.Opening(self._url, super().create().headers)
+
+
+@pytest.fixture()
+def replay(sandbox):
+    script = Replay()
+    with websocket_server(script.handle) as port:
+        script.url = f"ws://127.0.0.1:{port}/c/api/chat"
+        yield script
+
+
+def replay_turn(replay: Replay, settings: Settings, frames: list) -> list:
+    replay.frames = frames
+    try:
+        return read_turn(engine.open_turn(settings, ReplayAdapter(settings, replay.url), None))
+    finally:
+        assert replay.closed.wait(3), "the client closed the socket"
+
+
+def response(challenge_id: str) -> dict:
+    return {"event": "challengeResponse", "token": "", "method": None, "id": challenge_id}
+
+
+IMAGE_URL = "https://copilot.microsoft.com/th/id/BCO.42a11350-302d-46b2-909f-43b45f2b15d5.png"
+# stem -> (frames after the capture, the answer or (error class, code, words), what the client sends after `send`)
+REPLAYS = {
+    "ms-copilot-gateway-2025-05-test-message": ([], "Received! TestFeel free.\n", []),
+    TAIL: ([], ". Want to try checking another one?", []),
+    "gpt4free-issue3182-2025-09-challenge": (load_capture(TAIL), ". Want to try checking another one?", [response("1")]),
+    "model-dock-2025-10-connected-received": (load_capture(TAIL), ". Want to try checking another one?", []),
+    "6kmfi6hp-2026-xx-image-generated": (
+        [{"event": "done", "messageId": "AyrcyqSg3Rc8HqpzbL1u3"}], f"![image]({IMAGE_URL})", []),
+    "windows-copilot-api-issue8-2026-06-challenge-invalid-event": (
+        [], (errors.UpstreamProtocolError, "bad_upstream_frame", "invalid-event"), [response("0.0001")]),
+    "windows-copilot-api-issue13-2026-06-challenge-silent": (
+        [], (errors.UpstreamTimeout, "upstream_timeout", "BINGO_IDLE_TIMEOUT"), [response("0.0002")]),
+    "gpt4free-issue3107-2025-08-text-too-long": (
+        [], (errors.InvalidRequest, "context_length_exceeded", "text-too-long"), []),
+}
+
+
+def test_every_copilot_capture_is_replayed():
+    assert {p.name.removesuffix(".copilot.jsonl") for p in CAPTURE_FILES} == set(REPLAYS)
+
+
+@pytest.mark.parametrize("stem", sorted(REPLAYS))
+def test_capture_replay_outcome(replay, settings, stem):
+    more, outcome, replies = REPLAYS[stem]
+    frames = load_capture(stem) + more
+    settings = with_settings(settings, idle_timeout=0.5)
+    if isinstance(outcome, str):
+        events = replay_turn(replay, settings, frames)
+        assert deltas(events) == outcome
+        assert finish(events) == Finish("stop", (), (), ""), "follow-ups after done are not waited for"
+    else:
+        kind, code, words = outcome
+        with pytest.raises(errors.BingoError) as raised:
+            replay_turn(replay, settings, frames)
+        assert type(raised.value) is kind and raised.value.code == code
+        assert words in raised.value.message
+    question = replay.received[0]
+    assert replay.received == [send_frame(question, "Hi"), *replies], "one send, never re-sent"
+
+
+def test_replay_captured_challenge_id_is_echoed_as_the_same_string(replay, settings):
+    replay_turn(replay, settings, load_capture("windows-copilot-api-issue13-2026-06-challenge-silent")
+                + load_capture(TAIL))
+    assert replay.received[1]["id"] == "0.0002" and isinstance(replay.received[1]["id"], str)
+
+
+def test_replay_nothing_goes_out_before_connected(replay, settings):
+    # The replay server reads the first client frame only after `connected`; a
+    # client that spoke first would have its frame taken for the answer to it.
+    events = replay_turn(replay, settings, [CONNECTED, {"event": "appendText", "text": "ok"}, {"event": "done"}])
+    assert deltas(events) == "ok"
+    assert replay.received == [send_frame(replay.received[0], "Hi")]
+
+
+def test_replay_second_connected_sends_nothing(replay, settings):
+    frames = [CONNECTED, {**CONNECTED, "id": "1"}, {"event": "appendText", "text": "ok"}, {"event": "done"}]
+    assert deltas(replay_turn(replay, settings, frames)) == "ok"
+    assert replay.received == [send_frame(replay.received[0], "Hi")]
+
+
+@pytest.mark.parametrize("message", ["not json", "[1, 2]", '"event"'], ids=["text", "array", "string"])
+def test_replay_a_message_that_is_not_an_event_is_a_protocol_error(replay, settings, message):
+    with pytest.raises(errors.UpstreamProtocolError):
+        replay_turn(replay, settings, [message])
+
+
+def test_replay_hashcash_resends_the_send_once(replay, settings):
+    parameter = "ab" * 32 + ":8"
+    frames = [{"event": "challenge", "method": "hashcash", "parameter": parameter, "id": "0.0001"},
+              {"event": "appendText", "text": "ok"}, {"event": "done"}]
+    assert deltas(replay_turn(replay, settings, frames)) == "ok"
+    question, answer, again = replay.received
+    assert answer == {"event": "challengeResponse", "token": challenges.solve_hashcash(parameter),
+                      "method": "hashcash", "id": "0.0001"}
+    assert question == again == send_frame(question, "Hi")
+
+
+# CopilotTracker, pure: feed frames, assert Steps.
+
+SEND = {"event": "send", "conversationId": "c" * 21, "content": [{"type": "text", "text": "Hi"}], "mode": "smart"}
+
+
+def opened(send: dict = SEND, opening: tuple = ()) -> CopilotTracker:
+    tracker = CopilotTracker(dict(send), opening)
+    assert tracker.on_event({"event": "connected", "requestId": "r", "id": "0"}) == Step(
+        replies=[encode(f) for f in (*opening, send)])
+    return tracker
+
+
+def text(t: str, part: str = "p1", message: str = "m1", kind: str = "appendText") -> dict:
+    return {"event": kind, "messageId": message, "partId": part, "text": t}
+
+
+DONE = {"event": "done", "messageId": "m1"}
+
+
+def steps(tracker: CopilotTracker, frames: list[dict]) -> list[Step]:
+    return [tracker.on_event(frame) for frame in frames]
+
+
+def test_tracker_sends_nothing_before_connected():
+    tracker = CopilotTracker(dict(SEND))
+    assert steps(tracker, [{"event": "received"}, text("early"), {"event": "ping"}]) == [Step(), Step(), Step()]
+    assert not tracker.opened
+    assert tracker.on_event({"event": "connected"}) == Step(replies=[encode(SEND)])
+    assert tracker.opened
+
+
+def test_tracker_second_connected_changes_nothing():
+    tracker = opened()
+    assert tracker.on_event({"event": "connected", "id": "1"}) == Step()
+    assert steps(tracker, [text("A"), DONE]) == [Step([Delta("A")]), Step([Finish("stop")], done=True)]
+
+
+def test_tracker_web_opening_goes_before_send():
+    opened(opening=(SET_OPTIONS, CONSENTS))
+
+
+def test_tracker_reads_a_whole_answer():
+    tracker = opened()
+    got = steps(tracker, [
+        {"event": "received", "messageId": "user"}, {"event": "startMessage", "messageId": "m1"},
+        text("Hello"), text("ignored", message="other"), text(", world"),
+        {"event": "partCompleted", "messageId": "m1", "partId": "p1"},
+        {"event": "suggestedFollowups", "suggestions": ["One?", {"text": "Two?"}, 3]}, DONE,
+    ])
+    assert got == [Step(), Step(), Step([Delta("Hello")]), Step(), Step([Delta(", world")]), Step(), Step(),
+                   Step([Finish("stop", (), ("One?", "Two?"))], done=True)]
+
+
+def test_tracker_done_of_another_message_does_not_end_the_turn():
+    tracker = opened()
+    got = steps(tracker, [{"event": "startMessage", "messageId": "m1"}, text("A"), {"event": "done", "messageId": "x"}, DONE])
+    assert got[2] == Step() and got[3] == Step([Finish("stop")], done=True)
+
+
+@pytest.mark.parametrize("frames, answer", [
+    ([text("Hel"), text("Hello, world", kind="replaceText")], ["Hel", "lo, world"]),
+    ([text("Hello"), text("Hello", kind="replaceText")], ["Hello"]),
+    ([text("Hello", kind="replaceText")], ["Hello"]),
+    ([text("One. "), text("Two", part="p2"), text("Two!", part="p2", kind="replaceText")], ["One. ", "Two", "!"]),
+], ids=["extends", "same", "first", "current-part"])
+def test_tracker_replace_text_extending_the_part_is_relayed(frames, answer):
+    tracker = opened()
+    got = [e for step in steps(tracker, frames) for e in step.events]
+    assert got == [Delta(a) for a in answer]
+
+
+@pytest.mark.parametrize("frames", [
+    [text("Hello"), text("Sorry, I can't help.", kind="replaceText")],
+    [text("One."), text("Two", part="p2"), text("Uno.", part="p1", kind="replaceText")],
+], ids=["rewrite", "earlier-part"])
+def test_tracker_rewritten_answer_ends_as_content_filter(frames):
+    tracker = opened()
+    got = steps(tracker, [*frames, text(" more"), DONE])
+    assert got[len(frames) - 1] == Step([Progress("retraction", "Copilot rewrote its answer mid-stream")])
+    assert got[-2] == Step()
+    assert got[-1] == Step([Finish("content_filter", (), (), "Copilot rewrote its answer mid-stream")], done=True)
+
+
+def test_tracker_empty_challenge_is_answered_and_send_never_repeated():
+    tracker = opened()
+    challenge = {"event": "challenge", "method": None, "parameter": None, "id": "0.0001"}
+    ack = encode({"event": "challengeResponse", "token": "", "method": None, "id": "0.0001"})
+    assert ack == '{"event":"challengeResponse","token":"","method":null,"id":"0.0001"}'
+    assert steps(tracker, [challenge, text("A"), {**challenge, "id": "0.0002"}, DONE]) == [
+        Step(replies=[ack]), Step([Delta("A")]), Step(replies=[ack.replace("0.0001", "0.0002")]),
+        Step([Finish("stop")], done=True),
+    ]
+
+
+def test_tracker_hashcash_is_answered_then_send_resent_once():
+    parameter = "9f" * 32 + ":12"
+    tracker = opened()
+    (step,) = steps(tracker, [{"event": "challenge", "method": "hashcash", "parameter": parameter, "id": "7"}])
+    token = json.loads(step.replies[0])["token"]
+    assert step == Step(replies=[encode({"event": "challengeResponse", "token": token, "method": "hashcash", "id": "7"}),
+                                 encode(SEND)])
+    digest = hashlib.sha256(("9f" * 32 + token).encode()).digest()
+    assert token.isdigit() and int.from_bytes(digest, "big") >> (256 - 12) == 0, "seed only, no ':12'"
+    with pytest.raises(errors.CaptchaRequired):
+        tracker.on_event({"event": "challenge", "method": "hashcash", "parameter": parameter, "id": "8"})
+
+
+@pytest.mark.parametrize("parameter", ["37.5", "1", "998.9"])
+def test_tracker_copilot_arithmetic_is_answered_then_send_resent(parameter):
+    tracker = opened()
+    step = tracker.on_event({"event": "challenge", "method": "copilot", "parameter": parameter, "id": "0.0001"})
+    a = float(parameter)
+    token = str(round((a**3 / 100 + a * 25) % 22))
+    assert step == Step(replies=[encode({"event": "challengeResponse", "token": token, "method": "copilot", "id": "0.0001"}),
+                                 encode(SEND)])
+
+
+@pytest.mark.parametrize("method, parameter, kind", [
+    ("cloudflare", "x", errors.CaptchaRequired),
+    ("turnstile", "x", errors.CaptchaRequired),
+    ("hashcash", None, errors.UpstreamProtocolError),
+    ("hashcash", "no-bits", errors.UpstreamProtocolError),
+    ("hashcash", "ab:99", errors.CaptchaRequired),
+    ("copilot", "not a number", errors.UpstreamProtocolError),
+], ids=["cloudflare", "unknown", "null", "malformed", "too-hard", "nan"])
+def test_tracker_challenges_it_cannot_answer(method, parameter, kind):
+    with pytest.raises(errors.BingoError) as raised:
+        opened().on_event({"event": "challenge", "method": method, "parameter": parameter, "id": "1"})
+    assert type(raised.value) is kind
+    if method == "cloudflare":
+        assert raised.value.status == 503 and "Cloudflare" in raised.value.message
+        assert "COPILOT_COOKIE" in raised.value.message and "COPILOT_USER_AGENT" in raised.value.message
+
+
+def test_tracker_mode_selected_resends_in_that_mode_once():
+    tracker = opened()
+    got = steps(tracker, [
+        {"event": "startMessage", "messageId": "m1"}, {"event": "modeSelected", "mode": "reasoning", "messageId": "m1"},
+        {"event": "done", "messageId": "m1"},
+        {"event": "startMessage", "messageId": "m2"}, {"event": "modeSelected", "mode": "chat", "messageId": "m2"},
+        text("Answer", message="m2"), {"event": "done", "messageId": "m2"},
+    ])
+    assert got == [Step(), Step(), Step(replies=[encode({**SEND, "mode": "reasoning"})]),
+                   Step(), Step(), Step([Delta("Answer")]), Step([Finish("stop")], done=True)]
+
+
+def test_tracker_mode_selected_after_text_is_ignored():
+    tracker = opened()
+    got = steps(tracker, [text("A"), {"event": "modeSelected", "mode": "reasoning"}, DONE])
+    assert got == [Step([Delta("A")]), Step(), Step([Finish("stop")], done=True)]
+
+
+def test_tracker_image_is_markdown_where_it_arrives():
+    tracker = opened()
+    got = steps(tracker, [
+        text("Here:"), {"event": "generatingImage", "messageId": "m1", "prompt": "a [red] cat"},
+        {"event": "imageGenerated", "messageId": "m1", "url": "https://x.example/a(1).png"},
+        text("Done.", part="p2"), DONE,
+    ])
+    assert got == [
+        Step([Delta("Here:")]), Step([Progress("generatingImage", "a [red] cat")]),
+        Step([Delta("\n\n![a \\[red\\] cat](https://x.example/a(1%29.png)")]),
+        Step([Delta("\n\nDone.")]), Step([Finish("stop")], done=True),
+    ]
+
+
+def test_tracker_image_only_turn_is_a_success():
+    tracker = opened()
+    got = steps(tracker, [{"event": "imageGenerated", "url": "https://x.example/i.png"}, DONE])
+    assert got == [Step([Delta("![image](https://x.example/i.png)")]), Step([Finish("stop")], done=True)]
+
+
+def test_tracker_citations_arrive_where_they_stand():
+    tracker = opened()
+    got = steps(tracker, [
+        text("A"), {"event": "citation", "url": "https://a.example/", "title": "A", "publisher": "a"},
+        {"event": "citation", "url": "https://b.example/", "title": ""}, {"event": "citation", "title": "no url"},
+    ])
+    assert got == [Step([Delta("A")]), Step([Citation(Source("A", "https://a.example/"))]),
+                   Step([Citation(Source("https://b.example/", "https://b.example/"))]), Step()]
+
+
+def test_tracker_chain_of_thought_is_reasoning_not_answer():
+    tracker = opened()
+    got = steps(tracker, [{"event": "chainOfThought", "text": "Hmm."}, {"event": "chainOfThought", "text": ""},
+                          text("Answer"), DONE])
+    assert got == [Step([Reasoning("Hmm.")]), Step(), Step([Delta("Answer")]), Step([Finish("stop")], done=True)]
+
+
+@pytest.mark.parametrize("frames", [[DONE], [{"event": "chainOfThought", "text": "hmm"}, DONE],
+                                    [{"event": "startMessage", "messageId": "m1"}, text("x", message="o"), DONE]],
+                         ids=["nothing", "only-thoughts", "only-another-message"])
+def test_tracker_done_without_an_answer_is_an_upstream_error(frames):
+    with pytest.raises(errors.UpstreamError) as raised:
+        steps(opened(), frames)
+    assert type(raised.value) is errors.UpstreamError and "without an answer" in raised.value.message
+
+
+def test_tracker_answers_a_ping_event_with_pong():
+    assert opened().on_event({"event": "ping"}) == Step(replies=['{"event":"pong"}'])
+
+
+@pytest.mark.parametrize("kind", ["received", "partCompleted", "titleUpdate", "pong", "toolExecuting", "somethingNew", None])
+def test_tracker_passes_over_bookkeeping_events(kind):
+    assert opened().on_event({"event": kind} if kind else {"no": "event"}) == Step()
+
+
+QUOTA_AT = "2099-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("frame, kind, code", [
+    ({"errorCode": "text-too-long", "id": "1"}, errors.InvalidRequest, "context_length_exceeded"),
+    ({"errorCode": "chat-service-unavailable", "message": "Not here."}, errors.UpstreamBlocked, "upstream_region_blocked"),
+    ({"errorCode": "too-many-messages"}, errors.UpstreamThrottled, "rate_limit_exceeded"),
+    ({"errorCode": "user-throttled"}, errors.UpstreamThrottled, "rate_limit_exceeded"),
+    ({"errorCode": "Rate-Limit-Exceeded"}, errors.UpstreamThrottled, "rate_limit_exceeded"),
+    ({"errorCode": "unauthorized"}, errors.UpstreamRejected, "upstream_auth_failed"),
+    ({"errorCode": "invalid-event"}, errors.UpstreamProtocolError, "bad_upstream_frame"),
+    ({"errorCode": "brand-new-code"}, errors.UpstreamError, "upstream_error"),
+    ({}, errors.UpstreamError, "upstream_error"),
+], ids=["too-long", "region", "too-many", "throttl", "rate-limit", "unauthorized", "invalid-event", "other", "none"])
+@pytest.mark.parametrize("event", ["error", "chatMessageError"])
+def test_tracker_error_events_map_through_the_table(frame, kind, code, event):
+    with pytest.raises(errors.BingoError) as raised:
+        opened().on_event({"event": event, **frame})
+    assert type(raised.value) is kind and raised.value.code == code
+    if kind is errors.InvalidRequest:
+        assert (raised.value.status, raised.value.param) == (400, "messages")
+    if kind is errors.UpstreamThrottled:
+        assert raised.value.status == 429 and raised.value.retry_after == 60
+    if frame.get("message"):
+        assert "(Copilot said: Not here.)" in raised.value.message
+    if code == "upstream_error":
+        assert repr(frame.get("errorCode", "unknown")) in raised.value.message
+
+
+def test_tracker_error_before_connected_still_raises():
+    with pytest.raises(errors.UpstreamProtocolError):
+        CopilotTracker(dict(SEND)).on_event({"event": "error", "errorCode": "invalid-event"})
+
+
+def test_tracker_over_research_quota_retry_after_comes_from_next_available_at():
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 90))
+    with pytest.raises(errors.UpstreamThrottled) as raised:
+        opened().on_event({"event": "error", "errorCode": "over-research-quota", "errorDetail": {"nextAvailableAt": soon}})
+    assert 88 <= raised.value.retry_after <= 91 and soon in raised.value.message
