@@ -97,6 +97,10 @@ class AnswerTracker:
         # Trailing white space waits for the next word: the final text may drop it,
         # and what was streamed can never be taken back.
         text = text if final else text.rstrip()
+        if not final and text and "\ud800" <= text[-1] <= "\udbff":
+            # Half a surrogate pair: Bing's UTF-16 text was cut mid-character; the
+            # next update restates it whole, so wait for it rather than send half.
+            text = text[:-1]
         if text.startswith(self.sent):
             new, self.sent = text[len(self.sent):], text
             return [Delta(new)] if new else []

@@ -74,7 +74,10 @@ class CopilotTracker:
             log.debug("%s: %r before connected, ignored", CHAT, kind)
             return Step()
         handler = _HANDLERS.get(str(kind))
-        if handler is None:  # received, partCompleted, titleUpdate, pong, toolExecuting, ...
+        # received, partCompleted, titleUpdate, toolExecuting, ping, pong, ...: a `ping`
+        # event gets no answer; a frame Copilot does not expect could be `invalid-event`,
+        # and websocket-level pings are answered by websocket-client itself.
+        if handler is None:
             log.debug("%s: nothing to relay in a %r event", CHAT, kind)
             return Step()
         return handler(self, frame)
@@ -166,9 +169,6 @@ class CopilotTracker:
         self._resent = True
         return Step(replies=[encode(self._challenge_response(frame, token)), encode(self._send)])
 
-    def _on_ping(self, frame: dict) -> Step:
-        return Step(replies=[encode({"event": "pong"})])
-
     @staticmethod
     def _challenge_response(frame: dict, token: str) -> dict[str, object]:
         # The id is opaque ("0.0001", "1"): echoed exactly as received, never re-typed.
@@ -212,7 +212,6 @@ _HANDLERS = {
     "suggestedFollowups": CopilotTracker._on_suggestions,
     "done": CopilotTracker._on_done,
     "challenge": CopilotTracker._on_challenge,
-    "ping": CopilotTracker._on_ping,
 }
 
 
