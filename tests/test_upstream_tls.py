@@ -1,0 +1,140 @@
+"""One TLS setup per process: the CA bundle is loaded once, REST connections are reused.
+
+Counted, not timed: every client-side CA load and every client TLS handshake goes
+through `ssl.SSLContext`, so the test counts calls on that class while the real
+client answers over https:// and wss:// from the sandbox (trustme's throw-away CA).
+"""
+from __future__ import annotations
+
+import ssl
+import threading
+from collections import Counter
+from urllib.parse import urlsplit
+
+import pytest
+import trustme
+
+from bingo.config import Settings
+from bingo.sandbox import Sandbox, copilot_answer_for
+from bingo.upstream import open_turn, tls
+from tests.conftest import with_settings
+from tests.helpers import deltas, read_turn, turn_request
+from tests.test_proxy import LoopbackProxy
+
+ANSWERS = 5
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_pem(ca, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tls_sandbox(ca):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    with Sandbox(host="127.0.0.1", port=0, tls=context) as server:
+        yield server
+
+
+@pytest.fixture()
+def tls_settings(tls_sandbox, ca_pem) -> Settings:
+    tls_sandbox.clear_faults()
+    return Settings(
+        upstream="chathub", create_url=tls_sandbox.create_url, chathub_url=tls_sandbox.chathub_url,
+        copilot_url=tls_sandbox.copilot_url, ca_bundle=ca_pem,
+        connect_timeout=5.0, idle_timeout=5.0, total_timeout=20.0, keepalive_seconds=0.5,
+    )
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    """Counts CA loads and client TLS handshakes on every SSLContext, from a fresh process state."""
+    monkeypatch.setattr(tls, "_contexts", {})
+    monkeypatch.setattr(tls, "_sessions", {})
+    calls: Counter[str] = Counter()
+    for name in ("load_verify_locations", "load_default_certs", "set_default_verify_paths"):
+        original = getattr(ssl.SSLContext, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            calls["ca loads"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(ssl.SSLContext, name, counting)
+    wrap = ssl.SSLContext.wrap_socket
+
+    def counting_wrap(self, sock, *args, server_side=False, **kwargs):
+        if not server_side:
+            calls[f"handshakes to {urlsplit('//' + str(kwargs.get('server_hostname'))).hostname}"] += 1
+            calls["handshakes"] += 1
+        return wrap(self, sock, *args, server_side=server_side, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "wrap_socket", counting_wrap)
+    return calls
+
+
+@pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
+def test_answers_over_tls_load_the_ca_once_and_reuse_the_rest_connection(tls_settings, counted, model):
+    for n in range(ANSWERS):
+        events = read_turn(open_turn(tls_settings, turn_request(model, f"tls {n}")))
+        assert deltas(events)
+    assert counted["ca loads"] == 1, counted
+    # One TLS connection for every conversation create on this thread, plus one websocket per answer.
+    assert counted["handshakes"] == 1 + ANSWERS, counted
+
+
+def test_threads_share_the_pool_at_most_one_rest_connection_each(tls_settings, counted):
+    errors: list[BaseException] = []
+
+    def answers() -> None:
+        try:
+            for n in range(3):
+                read_turn(open_turn(tls_settings, turn_request("copilot", f"thread {n}")))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=answers) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert counted["ca loads"] == 1, counted
+    assert counted["handshakes"] - 9 <= 3, counted  # 9 websockets; REST: at most one per thread
+
+
+def test_the_answer_over_tls_is_exact(tls_settings):
+    events = read_turn(open_turn(tls_settings, turn_request("copilot", "exact over tls")))
+    assert deltas(events) == copilot_answer_for("exact over tls").text
+
+
+def test_a_ca_that_does_not_sign_the_upstream_is_refused(tls_settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(tls, "_contexts", {})
+    monkeypatch.setattr(tls, "_sessions", {})
+    other = tmp_path / "other.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with pytest.raises(Exception) as raised:
+        open_turn(with_settings(tls_settings, ca_bundle=str(other)), turn_request("copilot", "untrusted"))
+    assert raised.value.status == 502 and raised.value.code == "upstream_unavailable"
+
+
+def test_both_tls_legs_go_through_the_proxy_and_no_proxy_bypasses_it(tls_settings, tls_sandbox):
+    proxy = LoopbackProxy()
+    try:
+        proxied = with_settings(tls_settings, proxy=proxy.url)
+        assert deltas(read_turn(open_turn(proxied, turn_request("copilot", "via proxy"))))
+        port = tls_sandbox.port
+        assert proxy.seen[:2] == [f"CONNECT 127.0.0.1:{port}", f"CONNECT 127.0.0.1:{port}"]
+        seen = len(proxy.seen)
+        bypassed = with_settings(proxied, no_proxy="127.0.0.1")
+        assert deltas(read_turn(open_turn(bypassed, turn_request("copilot", "direct"))))
+        assert len(proxy.seen) == seen
+    finally:
+        proxy.close()
