@@ -356,3 +356,52 @@ def test_stream_closed_before_its_first_chunk_still_closes_the_upstream(app, san
     body_iterable.close()  # no chunk was ever read: the generator never started
     assert sandbox.wait_idle(1.0)
     assert sandbox.stats()["closed_cleanly"] == clean + 1, "closed with a close frame, not by the garbage collector"
+
+
+# -- request ids and the one log line of a failure ---------------------------------------------
+
+
+def test_every_response_carries_a_request_id_a_browser_may_read(client):
+    ok = client.get("/healthz")
+    missing = client.get("/nope")
+    ids = [ok.headers["x-request-id"], missing.headers["x-request-id"]]
+    assert all(i.startswith("req_") and len(i) == 28 for i in ids) and ids[0] != ids[1]
+    assert ok.headers["Access-Control-Expose-Headers"] == "x-request-id, x-should-retry, Retry-After"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
+def test_an_upstream_failure_before_the_first_byte_is_logged_once_with_id_and_cause(client, sandbox, caplog, stream):
+    sandbox.queue_fault("create-500")
+    with caplog.at_level("DEBUG", logger="bingo"):
+        response = client.post("/v1/chat/completions", json={
+            "model": "copilot", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 502
+    failures = [r.getMessage() for r in caplog.records if " failed" in r.getMessage()]
+    assert failures == [
+        f"request {response.headers['x-request-id']} failed: UpstreamUnavailable 502 upstream_unavailable: "
+        "Copilot's conversation create answered HTTP 500."
+    ]
+
+
+def test_a_failure_after_the_first_byte_is_logged_once_as_in_stream(client, sandbox, caplog):
+    with caplog.at_level("DEBUG", logger="bingo"):
+        response = client.post("/v1/chat/completions", json={
+            "model": "copilot", "stream": True, "messages": [{"role": "user", "content": "[sandbox:drop]"}]})
+        body = response.get_data(as_text=True)
+    assert read_sse(body)[-1]["error"]["code"] == "upstream_unavailable"
+    failures = [r.getMessage() for r in caplog.records if " failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].startswith(f"request {response.headers['x-request-id']} failed (in stream): UpstreamUnavailable 502")
+    assert "; cause: " in failures[0]
+
+
+def test_log_redaction_hides_cookies_tokens_and_keys():
+    from bingo.errors import redact
+
+    assert redact("GET wss://h/c/api/chat?api-version=2&accessToken=eyJ.abc-def&x=1") == (
+        "GET wss://h/c/api/chat?api-version=2&accessToken=***&x=1"
+    )
+    assert redact("Cookie: _U=secret; MUID=x") == "Cookie: ***"
+    assert redact("{'set-cookie': '__Host-copilot-anon=abc'}") == "{'set-cookie': '***'}"
+    assert redact("Authorization: Bearer sk-live.123") == "Authorization: Bearer ***"
+    assert redact("?api-key=k1&key=k2") == "?api-key=***&key=***"
