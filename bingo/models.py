@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 CREATED = 1_680_000_000  # a fixed `created` for /v1/models: Bing Chat's public launch era
 
-# Feature flags every ChatHub client sends (protocol notes 2.7, "BASE6" + 2023 additions).
+# Feature flags every ChatHub client sent (EdgeGPT's "BASE6" set plus its 2023 additions).
 _BASE_OPTIONS = (
     "nlu_direct_response_filter", "deepleo", "disable_emoji_spoken_text",
     "responsible_ai_policy_235", "enablemm", "dv3sugg", "iyxapbing", "iycapbing",

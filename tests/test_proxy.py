@@ -9,7 +9,6 @@ import pytest
 
 from bingo.config import Settings
 from bingo.upstream import open_turn
-from bingo.upstream.events import Delta
 from bingo.sandbox import answer_for
 from tests.conftest import with_settings
 from tests.helpers import deltas, read_turn, turn_request

@@ -1,6 +1,6 @@
 """The bot and user messages inside ChatHub updates and finals, shaped after captures.
 
-Shapes follow /work/shared/captures (emacs-aichat 2023-11 final, beehive updates,
+Shapes follow the captures in tests/captures (emacs-aichat 2023-11 final, beehive updates,
 bilichat answer cards). Pure apart from fresh ids and timestamps.
 """
 

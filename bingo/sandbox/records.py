@@ -1,6 +1,6 @@
 """The SignalR records the ChatHub side sends: updates, finals, completions, close.
 
-Shapes follow /work/shared/captures (beehive throttling update, emacs-aichat final,
+Shapes follow the captures in tests/captures (beehive throttling update, emacs-aichat final,
 EdgeGPT/ReEdgeGPT/beehive error finals). Messages inside them come from messages.py.
 """
 
