@@ -32,7 +32,8 @@ def make_certs(directory: Path) -> CertFiles:
     """Mint a CA and a server certificate into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
+    # copilot.microsoft.com: peers (--peers) resolve it to the sandbox and check it.
+    server = ca.issue_cert("127.0.0.1", "localhost", "copilot.microsoft.com")
     files = CertFiles(
         directory / "ca-bundle.pem", directory / "cert.pem", directory / "key.pem"
     )
