@@ -14,6 +14,7 @@ import time
 import pytest
 
 from bingo import create_app, errors
+from bingo.routes import _SocketWatch
 from bingo.sandbox import answer_for
 from bingo.upstream import open_turn
 from bingo.upstream.chathub import signalr
@@ -22,20 +23,13 @@ from tests.conftest import with_settings
 from tests.helpers import content_of, deltas, read_sse, read_turn, turn_request, websocket_server
 
 
-class SocketWatch:
-    """A ClientWatch over one end of a socketpair: closing the other end is 'client gone'."""
+class SocketWatch(_SocketWatch):
+    """The gateway's own client watch over one end of a socketpair: closing the other
+    end is the client leaving."""
 
     def __init__(self) -> None:
         self.ours, self.theirs = socket.socketpair()
-
-    def fileno(self) -> int:
-        return self.ours.fileno()
-
-    def gone(self) -> bool:
-        try:
-            return self.ours.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False
+        super().__init__(self.ours)
 
 
 # -- ping floods: the total deadline and the client watch hold on every frame --------------

@@ -29,7 +29,7 @@ from .copilot_script import copilot_steps, error_event
 from .directives import COPILOT_CONNECT, COPILOT_TURN, Plan, parse_directives, plan_from
 from .session import Session
 from .state import State
-from .steps import Action, Send, Step
+from .steps import Send, Step
 
 log = logging.getLogger(__name__)
 
@@ -205,21 +205,13 @@ class CopilotSession(Session):
 
     def _play(self, steps: list[Step], live: threading.Event) -> None:
         """Perform a turn's script until it ends, the socket closes or the turn is killed."""
-        for step in steps:
-            if not self._wait(step.pause, live) or self.silent:
-                return
-            if isinstance(step, Send):
-                # Copilot scripts hold events, never raw text.
-                events = [dict(e) for e in step.records if isinstance(e, Mapping)]
-                if not all(self._emit_turn(event, live) for event in events):
-                    return
-            elif step.action is Action.DROP:
-                return self.drop()
-            elif step.action is Action.CLOSE:
-                return self.close(1000)
-            else:
-                self.silent = True
-                return
+
+        def send(step: Send) -> bool:
+            # Copilot scripts hold events, never raw text.
+            events = [dict(e) for e in step.records if isinstance(e, Mapping)]
+            return all(self._emit_turn(event, live) for event in events)
+
+        self.play(steps, send, lambda seconds: self._wait(seconds, live))
 
     def _emit_turn(self, event: dict[str, Any], live: threading.Event) -> bool:
         """Send one turn event unless the turn was killed; False means stop playing."""

@@ -98,13 +98,23 @@ class Session:
             return not self.closed.wait(seconds)
         return not self.closed.is_set()
 
-    def play(self, steps: list[Step], send: Callable[[Send], None]) -> None:
-        """Perform a script: pause, send, and end the way its last step says."""
+    def play(
+        self,
+        steps: list[Step],
+        send: Callable[[Send], bool | None],
+        pause: Callable[[float], bool] | None = None,
+    ) -> None:
+        """Perform a script: pause, send, and end the way its last step says.
+
+        `send` returning False, or `pause` returning False, stops the script there.
+        """
+        pause = pause or self.pause
         for step in steps:
-            if not self.pause(step.pause) or self.silent:
+            if not pause(step.pause) or self.silent:
                 return
             if isinstance(step, Send):
-                send(step)
+                if send(step) is False:
+                    return
             elif step.action is Action.DROP:
                 return self.drop()
             elif step.action is Action.CLOSE:

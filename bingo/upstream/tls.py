@@ -17,25 +17,33 @@ from __future__ import annotations
 import http.cookiejar
 import ssl
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
-_lock = threading.RLock()  # session() builds a context under it
+_lock = threading.RLock()  # a session is built under it, and builds a context
+T = TypeVar("T")
 _contexts: dict[str, ssl.SSLContext] = {}
 _sessions: dict[str, requests.Session] = {}
 POOL_SIZE = 32  # idle connections kept per upstream host; more are made and dropped
 
 
+def _once(cache: dict[str, T], key: str, build: Callable[[str], T]) -> T:
+    """cache[key], built on first use by exactly one thread."""
+    found = cache.get(key)
+    if found is None:
+        with _lock:
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = build(key)
+    return found
+
+
 def client_context(ca_bundle: str = "") -> ssl.SSLContext:
     """The process's client SSLContext for this CA file ("" = certifi's bundle)."""
-    context = _contexts.get(ca_bundle)
-    if context is None:
-        with _lock:
-            context = _contexts.get(ca_bundle) or _build_context(ca_bundle)
-            _contexts[ca_bundle] = context
-    return context
+    return _once(_contexts, ca_bundle, _build_context)
 
 
 def _build_context(ca_bundle: str) -> ssl.SSLContext:
@@ -86,12 +94,7 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
 
 def session(ca_bundle: str = "") -> requests.Session:
     """The process's pooled session for upstream REST calls (thread-safe, cookie-less)."""
-    found = _sessions.get(ca_bundle)
-    if found is None:
-        with _lock:
-            found = _sessions.get(ca_bundle) or _build_session(ca_bundle)
-            _sessions[ca_bundle] = found
-    return found
+    return _once(_sessions, ca_bundle, _build_session)
 
 
 def _build_session(ca_bundle: str) -> requests.Session:
