@@ -1,16 +1,21 @@
-"""bingo: an OpenAI-compatible API in front of Bing Chat (ChatHub) and Copilot."""
+"""bingo: an OpenAI-compatible API in front of Microsoft Copilot (and the retired ChatHub).
+
+Importing the package is cheap on purpose: gunicorn's master reads `bingo.config`
+(for BINGO_THREADS) and must not load Flask, requests and websocket-client into a
+process that never serves a request; `create_app` imports them in the worker.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from flask import Flask
-
-from . import routes
 from .config import Settings
-from .errors import register_error_handlers
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __version__ = "1.0.0"
 
@@ -19,6 +24,11 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the gateway; tests pass their own Settings, gunicorn reads the environment."""
+    from flask import Flask
+
+    from . import routes
+    from .errors import register_error_handlers
+
     settings = settings or Settings.from_env(os.environ)
     _configure_logging(settings)
     app = Flask(__name__)

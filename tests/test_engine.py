@@ -276,3 +276,37 @@ def test_turn_events_are_exact_and_end_with_one_finish(settings, sandbox):
     events = read_turn(open_turn(settings, turn_request("Creative", "plain")))
     assert isinstance(events[-1], Finish) and [type(e) for e in events].count(Finish) == 1
     assert deltas(events) and all(not isinstance(e, Delta) or e.text for e in events)
+
+
+# -- the watchdog ---------------------------------------------------------------------------------
+
+
+def test_watchdog_cuts_a_blocked_read_at_its_deadline_and_not_a_cancelled_one():
+    from bingo.upstream.watchdog import Watchdog
+
+    dog = Watchdog()
+    cut_a, keep_a = socket.socketpair()
+    cut_b, keep_b = socket.socketpair()
+    try:
+        dog.arm(time.monotonic() + 60, lambda: cut_b)  # a later deadline first, then an earlier one
+        guard = dog.arm(time.monotonic() + 0.2, lambda: cut_a)
+        dog.arm(time.monotonic() + 0.1, lambda: cut_b).cancel()
+        cut_a.settimeout(5)
+        started = time.monotonic()
+        assert cut_a.recv(1) == b""  # shut down under the blocked read
+        assert 0.15 < time.monotonic() - started < 2 and guard.fired
+        keep_b.sendall(b"x")
+        time.sleep(0.2)
+        assert cut_b.recv(1) == b"x", "the cancelled guard did not fire"
+    finally:
+        for sock in (cut_a, keep_a, cut_b, keep_b):
+            sock.close()
+
+
+def test_watchdog_sheds_cancelled_guards():
+    from bingo.upstream.watchdog import Watchdog
+
+    dog = Watchdog()
+    for _ in range(1024):
+        dog.arm(time.monotonic() + 600, lambda: None).cancel()
+    assert len(dog._heap) < 300

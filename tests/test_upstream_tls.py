@@ -138,3 +138,12 @@ def test_both_tls_legs_go_through_the_proxy_and_no_proxy_bypasses_it(tls_setting
         assert len(proxy.seen) == seen
     finally:
         proxy.close()
+
+
+def test_the_next_websocket_to_the_same_upstream_resumes_its_tls_session(tls_settings, counted):
+    reused = []
+    for n in range(3):
+        turn = open_turn(tls_settings, turn_request("copilot", f"resume {n}"))
+        reused.append(turn._ws.sock.raw.session_reused)
+        read_turn(turn)
+    assert reused == [False, True, True]

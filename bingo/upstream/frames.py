@@ -15,7 +15,7 @@ import websocket
 
 from ..errors import ClientDisconnected, UpstreamTimeout, UpstreamUnavailable
 from .events import ClientWatch
-from .transport import BufferedSocket
+from .sockets import BufferedSocket
 
 WATCH_EVERY = 0.05  # seconds between client checks while frames keep arriving
 
@@ -31,6 +31,7 @@ class FrameReader:
         self._watch = watch
         self._what = what
         self._watched_at = time.monotonic()
+        self._timeout = 0.0  # the socket timeout last set
         self._poll = select.poll()
         assert ws.sock is not None, "FrameReader needs a connected websocket"
         self._poll.register(ws.sock.fileno(), select.POLLIN)
@@ -54,6 +55,18 @@ class FrameReader:
                 return self._receive()
             if time.monotonic() >= wake_at:
                 return None
+
+    def _set_timeout(self) -> None:
+        """Bound a read that blocks mid-frame by what is left of the idle or total time.
+
+        The idle deadline moves with every frame, so the timeout is set again only
+        when it would change by more than a tenth: a setsockopt-like call per frame
+        is two system calls the common case does not need.
+        """
+        wanted = max(0.01, min(self._idle_at, self.total_at) - time.monotonic())
+        if abs(wanted - self._timeout) > 0.1 * self._timeout:
+            self._ws.settimeout(wanted)
+            self._timeout = wanted
 
     def _check_deadlines(self, now: float) -> None:
         if now >= self.total_at:
@@ -80,7 +93,7 @@ class FrameReader:
         return readable
 
     def _receive(self) -> str:
-        self._ws.settimeout(max(0.01, min(self._idle_at, self.total_at) - time.monotonic()))
+        self._set_timeout()
         try:
             opcode, data = self._ws.recv_data(control_frame=True)
         except (OSError, websocket.WebSocketException) as exc:

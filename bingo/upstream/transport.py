@@ -22,7 +22,7 @@ from websocket._cookiejar import SimpleCookieJar
 
 from ..config import Settings
 from ..errors import UpstreamTimeout, UpstreamUnavailable
-from . import failures, tls
+from . import failures, sockets, tls
 from .watchdog import WATCHDOG, Guard
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -102,22 +102,28 @@ def open_websocket(
 ) -> websocket.WebSocket:
     """Open a websocket within BINGO_CONNECT_TIMEOUT, as a wall-clock bound.
 
-    The socket timeout bounds each read; the watchdog bounds the whole handshake,
-    so a 101 trickled a byte at a time cannot hold the thread. Refusals, redirects
-    and timeouts become typed errors.
+    The connection is opened by `sockets.connect` (buffered, one TLS context, session
+    resumption); websocket-client does the upgrade on it. The socket timeout bounds
+    each read; the watchdog bounds the whole phase, so a 101 trickled a byte at a
+    time cannot hold the thread. Refusals, redirects and timeouts become typed errors.
     """
-    ws = websocket.WebSocket(
-        sslopt={"context": tls.client_context(settings.ca_bundle)},
-        # The JSON decoder validates the text anyway; websocket-client's own UTF-8
-        # check is pure Python and costs more than the rest of the relay.
-        skip_utf8_validation=True,
-    )
-    guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: raw_socket(ws))
+    # The JSON decoder validates the text anyway; websocket-client's own UTF-8
+    # check is pure Python and costs more than the rest of the relay.
+    ws = websocket.WebSocket(skip_utf8_validation=True)
+    holder: list[socket.socket | None] = [None]
+    guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: holder[0])
     try:
-        ws.connect(url, **_connect_options(settings, url, headers))
+        sock = sockets.connect(settings, url, proxy_for(settings, url), holder)
+        ws.connect(
+            url, socket=sock, timeout=settings.connect_timeout, redirect_limit=0,
+            # websocket-client sends its own Origin unless given one; two are a 400.
+            origin=headers.get("Origin"),
+            header=[f"{k}: {v}" for k, v in headers.items() if k.lower() != "origin"],
+        )
     except websocket.WebSocketBadStatusException as exc:
         raise failures.for_status(upstream, exc.status_code, what, _header(exc, "retry-after")) from exc
     except (OSError, websocket.WebSocketException) as exc:
+        _close_quietly(holder[0])
         redirect = getattr(ws, "handshake_response", None)
         if redirect is not None and redirect.status in _REDIRECTS:  # redirect_limit=0 stops there
             raise failures.for_redirect(what, _shown(redirect.headers.get("location", ""))) from exc
@@ -126,27 +132,12 @@ def open_websocket(
         raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
     finally:
         guard.cancel()
-    assert ws.sock is not None, "connect() leaves a socket or raises"
-    ws.sock = BufferedSocket(ws.sock)  # type: ignore[assignment]  # duck-typed: recv, send, fileno
     return ws
 
 
-def _connect_options(settings: Settings, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
-    proxy = urlsplit(proxy_for(settings, url))
-    return {
-        "timeout": settings.connect_timeout,
-        # websocket-client sends its own Origin unless given one; two are a 400.
-        "origin": headers.get("Origin"),
-        "header": [f"{k}: {v}" for k, v in headers.items() if k.lower() != "origin"],
-        "redirect_limit": 0,
-        "http_proxy_host": proxy.hostname,
-        "http_proxy_port": proxy.port,
-        "http_proxy_auth": (proxy.username, proxy.password) if proxy.username else None,
-        "proxy_type": proxy.scheme or "http",
-        # Without a host, websocket-client would read http_proxy from the
-        # environment itself; Settings already decided, so "*" turns that off.
-        "http_no_proxy": None if proxy.hostname else ["*"],
-    }
+def _close_quietly(sock: socket.socket | None) -> None:
+    if sock is not None:
+        sock.close()
 
 
 def guard_turn(ws: websocket.WebSocket, at: float) -> Guard:
@@ -156,43 +147,15 @@ def guard_turn(ws: websocket.WebSocket, at: float) -> Guard:
 
 def raw_socket(ws: websocket.WebSocket) -> socket.socket | None:
     sock = ws.sock
-    return sock.raw if isinstance(sock, BufferedSocket) else sock
-
-
-class BufferedSocket:
-    """A socket whose reads fill a buffer, so one recv serves several small frames.
-
-    websocket-client reads a frame in 2-4 exact-size recv calls (header, length,
-    payload). Reading up to 64 KiB at once turns a burst of frames into one system
-    call, and `pending()` tells the reader it need not poll before the next frame.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.raw = sock
-        self._buffer = b""
-
-    def recv(self, size: int) -> bytes:
-        if not self._buffer:
-            data = self.raw.recv(max(size, 65536))
-            if len(data) <= size:
-                return data
-            self._buffer = data
-        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-        return chunk
-
-    def pending(self) -> bool:
-        """True when bytes are already read (here, or inside the TLS layer)."""
-        pending = getattr(self.raw, "pending", None)
-        return bool(self._buffer) or (pending is not None and pending() > 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
+    return sock.raw if isinstance(sock, sockets.BufferedSocket) else sock
 
 
 def close_websocket(ws: websocket.WebSocket | None) -> None:
     """Send a close frame and drop the socket at once, without waiting for a reply."""
     if ws is None or not ws.connected:
         return
+    if isinstance(ws.sock, sockets.BufferedSocket):
+        ws.sock.remember_session()
     try:
         ws.send_close(websocket.STATUS_NORMAL)
     except (OSError, websocket.WebSocketException):

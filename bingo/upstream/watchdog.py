@@ -41,14 +41,24 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def arm(self, at: float, source: SocketSource) -> Guard:
-        """Cut the socket `source()` returns once the monotonic clock reaches `at`."""
+        """Cut the socket `source()` returns once the monotonic clock reaches `at`.
+
+        The thread is woken only when this deadline comes before every other one:
+        on the answer path, arming costs a heap push, not a thread switch.
+        """
         guard = Guard(at, source)
         with self._wake:
-            heapq.heappush(self._heap, (at, next(self._order), guard))
+            order = next(self._order)
+            if order % 256 == 255:  # cancelled guards would otherwise wait for their time
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+            earliest = not self._heap or at < self._heap[0][0]
+            heapq.heappush(self._heap, (at, order, guard))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bingo-watchdog", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            elif earliest:
+                self._wake.notify()
         return guard
 
     def _run(self) -> None:
