@@ -925,6 +925,15 @@ def test_tracker_mode_selected_resends_in_that_mode_once():
                    Step(), Step(), Step([Delta("Answer")]), Step([Finish("stop")], done=True)]
 
 
+def test_tracker_mode_selected_twice_with_no_answer_is_an_error_not_a_loop():
+    tracker = opened()
+    got = steps(tracker, [{"event": "modeSelected", "mode": "reasoning"}, DONE])
+    assert got == [Step(), Step(replies=[encode({**SEND, "mode": "reasoning"})])]
+    assert tracker.on_event({"event": "modeSelected", "mode": "chat"}) == Step()
+    with pytest.raises(errors.UpstreamError, match="without an answer"):
+        tracker.on_event(DONE)
+
+
 def test_tracker_mode_selected_after_text_is_ignored():
     tracker = opened()
     got = steps(tracker, [text("A"), {"event": "modeSelected", "mode": "reasoning"}, DONE])

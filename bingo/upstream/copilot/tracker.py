@@ -150,7 +150,7 @@ class CopilotTracker:
     def _on_done(self, frame: dict) -> Step:
         if self._foreign(frame):
             return Step()  # the end of another message than the answer
-        if self._new_mode is not None and not self.sent:
+        if self._new_mode and not self.sent:
             # The abandoned message's empty done: ask again in the mode Copilot chose.
             self._send = {**self._send, "mode": self._new_mode}
             self._new_mode, self._answer_id = "", None  # "" : switched once already
