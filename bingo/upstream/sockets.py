@@ -24,6 +24,9 @@ from . import tls
 _SESSIONS: dict[tuple[str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = {}
 
 
+READ_SIZE = 16 * 1024
+
+
 class ProxyRefused(OSError):
     """The proxy did not open the tunnel."""
 
@@ -32,7 +35,7 @@ class BufferedSocket:
     """A socket whose reads fill a buffer, so one recv serves several small reads.
 
     websocket-client reads the upgrade reply a byte at a time and each frame in 2-4
-    exact-size reads; reading up to 64 KiB at once turns them into one system call,
+    exact-size reads; reading up to READ_SIZE at once turns them into one system call,
     and `pending()` tells the frame reader it need not poll before the next frame.
     """
 
@@ -43,7 +46,9 @@ class BufferedSocket:
 
     def recv(self, size: int) -> bytes:
         if not self._buffer:
-            data = self.raw.recv(max(size, 65536))
+            # One TLS record holds at most 16 KiB; asking for more only makes Python
+            # allocate (and then shrink) a bigger buffer on every read.
+            data = self.raw.recv(max(size, READ_SIZE))
             if len(data) <= size:
                 return data
             self._buffer = data
@@ -57,9 +62,11 @@ class BufferedSocket:
 
     def remember_session(self) -> None:
         """Keep the TLS session for the next connection to the same upstream."""
-        if self.key is None or not isinstance(self.raw, ssl.SSLSocket) or self.raw.session is None:
+        if self.key is None or not isinstance(self.raw, ssl.SSLSocket):
             return
-        _SESSIONS[self.key] = (self.raw.context, self.raw.session)
+        session = self.raw.session  # a copy, made by serialising it: read it once
+        if session is not None:
+            _SESSIONS[self.key] = (self.raw.context, session)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)

@@ -109,7 +109,9 @@ def open_websocket(
     """
     # The JSON decoder validates the text anyway; websocket-client's own UTF-8
     # check is pure Python and costs more than the rest of the relay.
-    ws = websocket.WebSocket(skip_utf8_validation=True)
+    # One thread reads and writes each socket (the watchdog only shuts it down), so
+    # websocket-client's per-frame locks buy nothing.
+    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
     holder: list[socket.socket | None] = [None]
     guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: holder[0])
     try:
