@@ -57,6 +57,7 @@ class Settings:
     no_proxy: str = ""  # hosts that bypass the proxy
     ca_bundle: str = ""  # CA file for upstream TLS; "" = certifi's bundle, as requests uses
     threads: int = 256  # gunicorn threads per process (gunicorn.conf.py reads it here)
+    chunk_message: bool = True  # stream chunks repeat their text in `message` (the seed's snippets)
     log_level: str = "INFO"
 
     @property
@@ -97,6 +98,7 @@ class Settings:
             no_proxy=env.get("NO_PROXY", env.get("no_proxy", "")),
             ca_bundle=_ca_bundle(env),
             threads=_count(env, "BINGO_THREADS", 256),
+            chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
 
@@ -172,6 +174,15 @@ def _proxy(env: Mapping[str, str]) -> str:
                 raise ConfigError(f"{name} must be a proxy URL such as http://host:port")
             return parts.geturl()
     return ""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name} must be 1 or 0, not {raw!r}")
+    return raw in ("1", "true", "yes", "on")
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

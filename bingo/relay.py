@@ -88,7 +88,9 @@ class Exchange:
         self._answer = Answer(chat)
         self._ids = wire.new_ids(chat)
         # Every content chunk of a stream differs only in its text: render it once.
-        self._content = sse.ContentEvents(lambda piece: wire.build_chunk(chat, self._ids, piece))
+        self._content = sse.ContentEvents(
+            lambda piece: wire.build_chunk(chat, self._ids, piece), copies=2 if chat.chunk_message and chat.kind == "chat" else 1,
+        )
 
     def open(self, watch: ClientWatch | None) -> None:
         """Open the upstream turn; raises a BingoError before any byte."""

@@ -41,6 +41,7 @@ def completions(prefix: str = "") -> Response:
         catalogue(settings.upstream),
         legacy=not prefix.endswith("chat/"),
         deployment=deployment.group(1) if deployment else None,
+        chunk_message=settings.chunk_message,
     )
     exchange = relay.Exchange(chat, settings, g.request_id)
     exchange.open(_client_watch())

@@ -43,11 +43,11 @@ class ContentEvents:
 
     _PLACEHOLDER = "\x00"
 
-    def __init__(self, chunk_for: Callable[[str], object]) -> None:
+    def __init__(self, chunk_for: Callable[[str], object], copies: int = 1) -> None:
         rendered = event(chunk_for(self._PLACEHOLDER))
         # The model name (client input) comes before the text and may itself be the
-        # placeholder: splice at the last one, which is the text's.
-        self._head, _, self._tail = rendered.rpartition(dumps(self._PLACEHOLDER))
+        # placeholder: splice at the last `copies` ones, which are the text's.
+        self._parts = rendered.rsplit(dumps(self._PLACEHOLDER), copies)
 
     def __call__(self, text: str) -> str:
-        return self._head + dumps(text) + self._tail
+        return dumps(text).join(self._parts)

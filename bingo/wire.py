@@ -34,6 +34,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     stop: tuple[str, ...] = ()
+    chunk_message: bool = True  # stream chunks also carry `message` (the seed's 0.28 snippet reads it)
 
 
 def parse_body(raw: bytes) -> dict:
@@ -53,7 +54,9 @@ def parse_body(raw: bytes) -> dict:
     return body
 
 
-def parse_request(body: dict, catalogue: Catalogue, *, legacy: bool, deployment: str | None = None) -> ChatRequest:
+def parse_request(
+    body: dict, catalogue: Catalogue, *, legacy: bool, deployment: str | None = None, chunk_message: bool = True,
+) -> ChatRequest:
     """Validate an OpenAI request body; raises InvalidRequest naming the param."""
     model_name = _model_name({"model": deployment} if deployment else body)
     # A legacy path means text completions unless the body is clearly a chat one.
@@ -72,6 +75,7 @@ def parse_request(body: dict, catalogue: Catalogue, *, legacy: bool, deployment:
         stream=stream,
         include_usage=_include_usage(body.get("stream_options"), stream),
         stop=_stop(body.get("stop")),
+        chunk_message=chunk_message,
     )
 
 
@@ -223,27 +227,38 @@ def build_completion(
 
 def build_chunk(chat: ChatRequest, ids: ResponseIds, text: str | None, finish_reason: str | None = None) -> dict[str, object]:
     """One stream chunk; text=None with a finish_reason is the closing chunk."""
-    if chat.kind == "chat":
-        delta = {} if text is None else {"content": text}
-        choice: dict[str, object] = {"index": 0, "delta": delta}
-    else:
-        choice = {"index": 0, "text": text or ""}
-    choice.update(logprobs=None, finish_reason=finish_reason)
-    return {**_head(chat, ids, stream=True), "choices": [choice]}
+    if chat.kind != "chat":
+        choice: dict[str, object] = {"index": 0, "text": text or ""}
+        choice.update(logprobs=None, finish_reason=finish_reason)
+        return {**_head(chat, ids, stream=True), "choices": [choice]}
+    return _chat_chunk(chat, ids, {} if text is None else {"content": text}, finish_reason)
 
 
 def build_reasoning_chunk(chat: ChatRequest, ids: ResponseIds, text: str) -> dict[str, object]:
     """A chunk of reasoning: `delta.reasoning_content`, never `content` (chat only)."""
-    choice = {"index": 0, "delta": {"reasoning_content": text}, "logprobs": None, "finish_reason": None}
-    return {**_head(chat, ids, stream=True), "choices": [choice]}
+    return _chat_chunk(chat, ids, {"reasoning_content": text})
 
 
 def build_role_chunk(chat: ChatRequest, ids: ResponseIds) -> dict[str, object] | None:
     """The opening chunk announcing the assistant role (chat only)."""
     if chat.kind != "chat":
         return None
-    chunk = _head(chat, ids, stream=True)
-    return {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}
+    return _chat_chunk(chat, ids, {"role": "assistant", "content": ""})
+
+
+def _chat_chunk(chat: ChatRequest, ids: ResponseIds, delta: dict, finish_reason: str | None = None) -> dict[str, object]:
+    """A chat chunk; with chunk_message, `message` repeats the delta's text.
+
+    The original Bingo sent `message` in every chunk and the seed's openai 0.28
+    streaming snippet reads `chunk.choices[0].message.content`, on every chunk: so
+    every chunk carries it, "" where the chunk has no answer text. The OpenAI SDKs
+    and the clients built on them read `delta` only (BINGO_CHUNK_MESSAGE=0 drops it).
+    """
+    choice: dict[str, object] = {"index": 0, "delta": delta}
+    if chat.chunk_message:
+        choice["message"] = {"role": "assistant", "content": delta.get("content", "")}
+    choice.update(logprobs=None, finish_reason=finish_reason)
+    return {**_head(chat, ids, stream=True), "choices": [choice]}
 
 
 def build_usage_chunk(chat: ChatRequest, ids: ResponseIds, answer: str) -> dict[str, object]:

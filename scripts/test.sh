@@ -7,4 +7,9 @@ EXTRAS=test source scripts/venv.sh
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules ]; then
   (cd tests/node && npm ci --silent --no-audit --no-fund) || echo "npm install failed: the Node SDK test will be skipped"
 fi
+# The seed's snippets use the legacy openai 0.28 package, which cannot share a venv
+# with openai 1.x: it lives in its own directory, put first on the snippets' path.
+if [ ! -d tests/.openai028/openai ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --target tests/.openai028 "openai==0.28.1"
+fi
 exec "$venv/bin/python" -m pytest "$@"

@@ -63,6 +63,7 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "no_proxy": "",
         "ca_bundle": "",
         "threads": 256,
+        "chunk_message": True,
         "log_level": "INFO",
     }
 
@@ -507,3 +508,12 @@ def test_repr_hides_credentials_carried_in_endpoint_urls():
     assert "create_url='https://mirror.example:8443/turing/conversation/create'" in text
     assert "chathub_url='wss://hub.example/sydney/ChatHub'" in text
     assert settings.create_url.endswith("?key=query-secret"), "only the repr is redacted"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", True), ("0", False), ("off", False), ("1", True), ("TRUE", True)])
+def test_from_env_chunk_message(raw, expected):
+    assert Settings.from_env({"BINGO_CHUNK_MESSAGE": raw}).chunk_message is expected
+
+
+def test_from_env_bad_chunk_message_names_the_variable():
+    assert str(config_error({"BINGO_CHUNK_MESSAGE": "maybe"})) == "BINGO_CHUNK_MESSAGE must be 1 or 0, not 'maybe'"

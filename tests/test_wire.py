@@ -22,6 +22,7 @@ from bingo.wire import (
     ResponseIds,
     build_chunk,
     build_completion,
+    build_reasoning_chunk,
     build_role_chunk,
     build_usage_chunk,
     estimate_tokens,
@@ -630,7 +631,7 @@ IDS_TEXT = ResponseIds("cmpl-0123456789abcdef01234567", 1_700_000_001)
 
 
 def make_chat(
-    kind: str = "chat", *, include_usage: bool = False, stream: bool = False
+    kind: str = "chat", *, include_usage: bool = False, stream: bool = False, chunk_message: bool = False
 ) -> ChatRequest:
     # Prompt text "Be brief\nHello there" is 20 UTF-8 bytes: (20 + 3) // 4 = 5 tokens.
     return ChatRequest(
@@ -640,6 +641,7 @@ def make_chat(
         messages=(Message("system", "Be brief"), Message("user", "Hello there")),
         stream=stream,
         include_usage=include_usage,
+        chunk_message=chunk_message,
     )
 
 
@@ -713,6 +715,23 @@ def test_build_role_chunk_chat_exact():
             }
         ],
     }
+
+
+@pytest.mark.parametrize(
+    ("build", "delta", "content"),
+    [
+        (lambda chat: build_role_chunk(chat, IDS_CHAT), {"role": "assistant", "content": ""}, ""),
+        (lambda chat: build_chunk(chat, IDS_CHAT, "Gen"), {"content": "Gen"}, "Gen"),
+        (lambda chat: build_reasoning_chunk(chat, IDS_CHAT, "Hmm"), {"reasoning_content": "Hmm"}, ""),
+        (lambda chat: build_chunk(chat, IDS_CHAT, None, "stop"), {}, ""),
+    ],
+    ids=["role", "content", "reasoning", "closing"],
+)
+def test_every_chat_chunk_repeats_its_text_in_message_for_the_seed_snippet(build, delta, content):
+    """The seed's openai 0.28 snippet prints chunk.choices[0].message.content on every chunk."""
+    choice = build(make_chat(chunk_message=True))["choices"][0]
+    assert list(choice) == ["index", "delta", "message", "logprobs", "finish_reason"]
+    assert choice["delta"] == delta and choice["message"] == {"role": "assistant", "content": content}
 
 
 def test_build_role_chunk_text_is_none():
@@ -940,10 +959,13 @@ def test_sse_event_is_one_data_line_and_round_trips(text):
     assert json.loads(lines[0][len("data: ") :]) == {"content": text}
 
 
-@pytest.mark.parametrize("kind, include_usage", [("chat", False), ("chat", True), ("text", False)])
+@pytest.mark.parametrize(
+    "kind, include_usage, chunk_message", [("chat", False, False), ("chat", True, False), ("text", False, False),
+                                           ("chat", False, True), ("chat", True, True)])
 @given(text=st.text())
-def test_content_events_template_renders_exactly_like_event_of_build_chunk(kind, include_usage, text):
-    chat = ChatRequest(kind, "Creative\u2028", DEFAULT_MODEL, (Message("user", "hi"),), True, include_usage)
+def test_content_events_template_renders_exactly_like_event_of_build_chunk(kind, include_usage, chunk_message, text):
+    chat = ChatRequest(kind, "\x00Creative\u2028", DEFAULT_MODEL, (Message("user", "hi"),), True, include_usage,
+                       chunk_message=chunk_message)
     ids = ResponseIds("chatcmpl-x", 1)
-    render = sse.ContentEvents(lambda piece: build_chunk(chat, ids, piece))
+    render = sse.ContentEvents(lambda piece: build_chunk(chat, ids, piece), copies=2 if chunk_message and kind == "chat" else 1)
     assert render(text) == sse.event(build_chunk(chat, ids, text))
