@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import relay, sse, wire
+from . import page, relay, responses, sse, wire
 from .config import Settings
 from .errors import AuthenticationFailed, ModelNotFound
 from .models import build_model_card, catalogue
@@ -74,6 +74,7 @@ def get_model(model_id: str) -> Response:
 
 
 @bp.get("/healthz")
+@bp.get("/health")  # the name vLLM and llama.cpp clients probe
 def healthz() -> Response:
     return _json({"status": "ok"})
 
@@ -173,6 +174,8 @@ def _cors(response: Response) -> Response:
 def register(app: Flask) -> None:
     """Attach the gateway's routes and its CORS handling to the app."""
     app.register_blueprint(bp)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(responses.bp)
     app.before_request(_request_id)
     app.before_request(_preflight)
     app.after_request(_cors)

@@ -272,7 +272,7 @@ def test_models_are_listed_and_found(client):
 @pytest.mark.parametrize(
     "method, path, status, code",
     [("GET", "/v1/chat/completions", 405, "method_not_allowed"), ("POST", "/v1/embeddings", 404, "not_found"),
-     ("GET", "/", 404, "not_found")],
+     ("GET", "/nothing-here", 404, "not_found"), ("POST", "/", 405, "method_not_allowed")],
 )
 def test_routing_errors_are_openai_shaped(client, method, path, status, code):
     response = client.open(path, method=method)
@@ -405,3 +405,9 @@ def test_log_redaction_hides_cookies_tokens_and_keys():
     assert redact("{'set-cookie': '__Host-copilot-anon=abc'}") == "{'set-cookie': '***'}"
     assert redact("Authorization: Bearer sk-live.123") == "Authorization: Bearer ***"
     assert redact("?api-key=k1&key=k2") == "?api-key=***&key=***"
+
+
+def test_a_person_opening_the_gateway_gets_a_page_and_probes_get_health(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert client.get("/health").get_json() == client.get("/healthz").get_json() == {"status": "ok"}
