@@ -58,6 +58,7 @@ class Settings:
     ca_bundle: str = ""  # CA file for upstream TLS; "" = certifi's bundle, as requests uses
     threads: int = 256  # gunicorn threads per process (gunicorn.conf.py reads it here)
     chunk_message: bool = True  # stream chunks repeat their text in `message` (the seed's snippets)
+    responses_kept: int = 1_000  # stored Responses API responses; the oldest are evicted
     log_level: str = "INFO"
 
     @property
@@ -99,6 +100,7 @@ class Settings:
             ca_bundle=_ca_bundle(env),
             threads=_count(env, "BINGO_THREADS", 256),
             chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
+            responses_kept=_count(env, "BINGO_RESPONSES_KEPT", 1_000),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
 

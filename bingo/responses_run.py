@@ -1,0 +1,267 @@
+"""Drive one Responses API request: the opened turn, shaped as chat shapes it, as events.
+
+The answer goes through relay's `Answer` (the same AnswerShaper as chat, so the text
+is chat's text) and through one event builder whichever the mode: a stream writes
+the events, a one-shot request keeps only the final response. Either way the output
+text equals the joined `response.output_text.delta` events. Failures before the
+first byte raise (real HTTP statuses); after it they become an `error` event and
+then `response.failed`. Every path closes the turn. No Flask here.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from . import sse
+from .config import Settings
+from .errors import BingoError, ClientDisconnected, log_failure
+from .relay import Answer, KeepAliveClock
+from .responses_wire import (
+    ResponsesRequest, build_message, build_reasoning, build_response, build_text_part, build_usage, new_id, now,
+)
+from .store import ResponseStore
+from .upstream import open_turn
+from .upstream.events import ClientWatch, Event, Turn, TurnRequest
+from .wire import ChatRequest, Message
+
+log = logging.getLogger(__name__)
+
+# How an upstream ending that is not "stop" shows: response.incomplete's reason.
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+class ResponseRun:
+    """One `POST /v1/responses` from the opened turn to the stored response."""
+
+    def __init__(
+        self, request: ResponsesRequest, messages: tuple[Message, ...], history: tuple[Message, ...],
+        settings: Settings, request_id: str, store: ResponseStore,
+    ) -> None:
+        self.request = request
+        self.request_id = request_id
+        self.id = new_id("resp")
+        self.created_at = now()
+        self.clock = KeepAliveClock(settings.keepalive_seconds)
+        self.body: dict[str, Any] | None = None  # the final response, once there is one
+        self._messages = messages
+        self._history = history
+        self._settings = settings
+        self._store = store
+        self._chat = ChatRequest(kind="chat", model_name=request.model_name, model=request.model, messages=messages)
+        self._answer = Answer(self._chat)
+        self._turn: Turn | None = None
+        self._started = time.monotonic()
+        self._quiet = False  # one-shot: build the items, skip rendering the events
+        self._seq = 0
+        self._output: list[dict[str, Any]] = []  # finished items, in output order
+        self._reasoning: list[str] | None = None  # the open reasoning item's text
+        self._reasoning_id = new_id("rs")
+        self._text: list[str] | None = None  # the open message item's text
+        self._message_id = new_id("msg")
+        self._budget = request.max_output_tokens * 4 if request.max_output_tokens else None  # UTF-8 bytes
+        self._cut = False  # max_output_tokens reached before the upstream finished
+
+    def open(self, watch: ClientWatch | None) -> None:
+        """Open the upstream turn; raises a BingoError before any byte."""
+        self._turn = open_turn(self._settings, TurnRequest(self.request.model, self._messages, watch))
+
+    def close(self) -> None:
+        if self._turn is not None:
+            self._turn.close()
+
+    def collect(self) -> dict[str, Any]:
+        """Read the whole turn into the final response, closing the turn."""
+        self._quiet = True
+        try:
+            while self.body is None:
+                event = self._next(math.inf)
+                if event is not None:
+                    self._feed(event)
+        finally:
+            self.close()
+        self._log("ok")
+        return self.body
+
+    def stream(self) -> Iterator[str]:
+        """Wait up to the first keep-alive for the answer to start, then the SSE body.
+
+        Errors raised while waiting propagate to the view (a real status).
+        """
+        snapshot = self._snapshot("in_progress")
+        head = self._emit("response.created", response=snapshot) + self._emit("response.in_progress", response=snapshot)
+        first = ""
+        try:
+            while not first and self.body is None:
+                event = self._next(self.clock.due_at)
+                first = self._feed(event) if event is not None else sse.KEEPALIVE
+        except BaseException:
+            self.close()
+            raise
+        return self._body(head + first)
+
+    def _body(self, head: str) -> Iterator[str]:
+        outcome = "client gone"
+        try:
+            yield self._wrote(head)
+            while self.body is None:
+                text = self._render_ready()
+                if text:
+                    yield self._wrote(text)
+            outcome = "ok"
+        except ClientDisconnected:
+            pass
+        except BingoError as exc:
+            outcome = "failed in stream"
+            log_failure(exc, self.request_id, streamed=True)
+            yield self._failed(exc)
+        except Exception:
+            outcome = "crashed in stream"
+            log.exception("request %s: stream failed", self.request_id)
+            yield self._failed(BingoError("The gateway hit an internal error; see its log."))
+        finally:
+            self.close()
+            if outcome != "failed in stream":
+                self._log(outcome)
+
+    def _render_ready(self) -> str:
+        """The next event and every one already waiting, as one write."""
+        event = self._next(self.clock.due_at)
+        if event is None:
+            return sse.KEEPALIVE
+        parts = [self._feed(event)]
+        while self.body is None and self._ready():
+            event = self._next(self.clock.due_at)
+            if event is not None:
+                parts.append(self._feed(event))
+        return "".join(parts)
+
+    # -- the event builder ---------------------------------------------------------
+
+    def _feed(self, event: Event) -> str:
+        text, reasoning = self._answer.add(event)
+        out = ""
+        if reasoning and self._text is None:  # reasoning after the answer began is not shown
+            out += self._reason(reasoning)
+        if text:
+            out += self._say(text)
+        if self._answer.finish_reason or self._cut:
+            out += self._finish()
+        return out
+
+    def _reason(self, text: str) -> str:
+        out = ""
+        if self._reasoning is None:
+            self._reasoning = []
+            out += self._emit("response.output_item.added", output_index=len(self._output),
+                              item=build_reasoning(self._reasoning_id, None, "in_progress"))
+            out += self._emit("response.reasoning_summary_part.added", **self._at(self._reasoning_id), summary_index=0,
+                              part={"type": "summary_text", "text": ""})
+        self._reasoning.append(text)
+        return out + self._emit("response.reasoning_summary_text.delta", **self._at(self._reasoning_id),
+                                summary_index=0, delta=text)
+
+    def _close_reasoning(self) -> str:
+        if self._reasoning is None:
+            return ""
+        text, self._reasoning = "".join(self._reasoning), None
+        where = self._at(self._reasoning_id)
+        item = build_reasoning(self._reasoning_id, text, "completed")
+        out = (self._emit("response.reasoning_summary_text.done", **where, summary_index=0, text=text)
+               + self._emit("response.reasoning_summary_part.done", **where, summary_index=0, part=item["summary"][0])
+               + self._emit("response.output_item.done", output_index=where["output_index"], item=item))
+        self._output.append(item)
+        return out
+
+    def _say(self, text: str) -> str:
+        if self._budget is not None:
+            text = self._within_budget(text)
+        out = self._open_message()
+        if text:
+            self._text.append(text)  # type: ignore[union-attr]  # opened just above
+            out += self._emit("response.output_text.delta", **self._at(self._message_id), content_index=0,
+                              delta=text, logprobs=[])
+        return out
+
+    def _within_budget(self, text: str) -> str:
+        """Cut `text` where max_output_tokens (estimated as chat estimates) runs out."""
+        size = len(text.encode("utf-8"))
+        if size <= self._budget:  # type: ignore[operator]
+            self._budget -= size  # type: ignore[operator]
+            return text
+        kept = text.encode("utf-8")[:self._budget].decode("utf-8", "ignore")
+        self._budget, self._cut = 0, True
+        return kept
+
+    def _open_message(self) -> str:
+        if self._text is not None:
+            return ""
+        out = self._close_reasoning()
+        self._text = []
+        out += self._emit("response.output_item.added", output_index=len(self._output),
+                          item=build_message(self._message_id, None, "in_progress"))
+        return out + self._emit("response.content_part.added", **self._at(self._message_id), content_index=0,
+                                part=build_text_part(""))
+
+    def _finish(self) -> str:
+        out = self._close_reasoning() + self._open_message()
+        where = self._at(self._message_id)
+        text = "".join(self._text or ())
+        incomplete = "max_output_tokens" if self._cut else _INCOMPLETE.get(self._answer.finish_reason or "stop")
+        item = build_message(self._message_id, text, "incomplete" if incomplete else "completed")
+        out += (self._emit("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
+                + self._emit("response.content_part.done", **where, content_index=0, part=item["content"][0])
+                + self._emit("response.output_item.done", output_index=where["output_index"], item=item))
+        self._output.append(item)
+        reasoning = "".join(i["summary"][0]["text"] for i in self._output if i["type"] == "reasoning" and i["summary"])
+        self.body = build_response(
+            self.request, self.id, self.created_at, status="incomplete" if incomplete else "completed",
+            output=self._output, usage=build_usage(self._messages, text, reasoning), incomplete=incomplete,
+        )
+        if self.request.store:
+            history = [*self._history, *self.request.input, Message("assistant", text)]
+            self._store.put(self.id, {"response": self.body, "history": [[m.role, m.content] for m in history]})
+        return out + self._emit(f"response.{self.body['status']}", response=self.body)
+
+    def _failed(self, exc: BingoError) -> str:
+        error = {"code": exc.code or "server_error", "message": exc.message}
+        body = build_response(self.request, self.id, self.created_at, status="failed", output=self._output, error=error)
+        return (self._emit("error", code=exc.code, message=exc.message, param=exc.param)
+                + self._emit("response.failed", response=body))
+
+    def _snapshot(self, status: str) -> dict[str, Any]:
+        return build_response(self.request, self.id, self.created_at, status=status, output=[])
+
+    def _at(self, item_id: str) -> dict[str, Any]:
+        """Where an open item's events point: its id and its place in the output."""
+        return {"item_id": item_id, "output_index": len(self._output)}
+
+    def _emit(self, kind: str, **fields: Any) -> str:
+        """One SSE event with the next sequence number; "" for a one-shot request."""
+        number, self._seq = self._seq, self._seq + 1
+        if self._quiet:
+            return ""
+        return f"event: {kind}\ndata: {sse.dumps({'type': kind, 'sequence_number': number, **fields})}\n\n"
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _next(self, wake_at: float) -> Event | None:
+        assert self._turn is not None, "open() runs first"
+        return self._turn.next(wake_at)
+
+    def _ready(self) -> bool:
+        ready = getattr(self._turn, "ready", None)
+        return bool(ready and ready())
+
+    def _wrote(self, text: str) -> str:
+        self.clock.wrote()
+        return text
+
+    def _log(self, outcome: str) -> None:
+        log.info(
+            "request %s response model=%r upstream=%s stream=%s outcome=%s status=%s seconds=%.2f",
+            self.request_id, self.request.model_name, self.request.model.upstream, self.request.stream, outcome,
+            self.body["status"] if self.body else None, time.monotonic() - self._started,
+        )
