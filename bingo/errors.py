@@ -108,6 +108,14 @@ class CaptchaRequired(UpstreamRejected):
     code = "captcha_required"
 
 
+class InvalidModelOutput(UpstreamError):
+    """The answer failed the gateway's own check (a required tool call, JSON output),
+    the corrective turn's answer too. Not in the upstream failure table: no upstream
+    said anything wrong; a retry asks the model again."""
+
+    code = "invalid_model_output"
+
+
 class UpstreamThrottled(UpstreamError):
     status = 429
     type = "rate_limit_error"

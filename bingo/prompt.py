@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import tools
 from .errors import InvalidRequest
+from .tools import AUTO, ResponseFormat, Tool, ToolChoice
 from .wire import Message
 
 _SYSTEM_ROLES = ("system", "developer")
@@ -19,6 +21,34 @@ _SYSTEM_ROLES = ("system", "developer")
 class Prompt:
     text: str  # the last user message: what Bing answers
     context: str  # earlier messages in Bing markup; "" when there are none
+
+
+def with_tools(
+    messages: tuple[Message, ...],
+    declared: tuple[Tool, ...] = (),
+    choice: ToolChoice = AUTO,
+    parallel: bool = True,
+    response_format: ResponseFormat | None = None,
+) -> tuple[Message, ...]:
+    """The conversation in plain messages, ready for `transcript` or `fold_messages`.
+
+    Earlier calls become `<tool_call>` blocks in the assistant's text, their results
+    user messages (so the newest result is what the upstream answers), and what the
+    model must know about tools and JSON output one more system message. With
+    tool_choice "none" the tools are not mentioned; earlier calls still are.
+    """
+    names = {call.id: call.name for message in messages for call in message.tool_calls}
+    plain = []
+    for message in messages:
+        if message.tool_calls:
+            text = "\n".join([message.content.strip(), *map(tools.render_call, message.tool_calls)]).strip()
+            plain.append(Message("assistant", text))
+        elif message.tool_call_id is not None:
+            plain.append(Message("user", tools.render_result(message.tool_call_id, names.get(message.tool_call_id), message.content)))
+        else:
+            plain.append(message)
+    said = tools.instructions(declared, choice, parallel, response_format)
+    return (*plain, Message("system", said)) if said else tuple(plain)
 
 
 def fold_messages(messages: tuple[Message, ...], budget: int) -> Prompt:

@@ -16,13 +16,13 @@ import math
 import time
 from collections.abc import Iterator
 
-from . import sse, wire
+from . import prompt, sse, tools, wire
+from .answer import Answer
 from .config import Settings
-from .errors import BingoError, ClientDisconnected, log_failure
-from .shaping import AnswerShaper
+from .errors import BingoError, ClientDisconnected, InvalidModelOutput, log_failure
 from .upstream import open_turn
-from .upstream.events import Citation, ClientWatch, Delta, Event, Finish, Reasoning, Turn, TurnRequest
-from .wire import ChatRequest
+from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
+from .wire import ChatRequest, Message
 
 log = logging.getLogger(__name__)
 
@@ -38,45 +38,12 @@ class KeepAliveClock:
         self.due_at = time.monotonic() + self.seconds
 
 
-class Answer:
-    """The answer as the client sees it: shaped text, reasoning, and how it ended."""
-
-    def __init__(self, chat: ChatRequest) -> None:
-        self._shaper = AnswerShaper(chat.stop)
-        self._pieces: list[str] = []  # joined once at the end: no quadratic `+=`
-        self._reasoning: list[str] = []
-        self.finish_reason: str | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self._pieces)
-
-    @property
-    def reasoning(self) -> str:
-        return "".join(self._reasoning)
-
-    def add(self, event: Event) -> tuple[str, str]:
-        """Shape one event: (answer text, reasoning text) to send now, either maybe ""."""
-        if isinstance(event, Reasoning):
-            self._reasoning.append(event.text)
-            return "", event.text
-        if isinstance(event, Finish):
-            piece = self._shaper.finish(event.sources)
-            self.finish_reason = "stop" if self._shaper.stopped else event.reason
-        elif isinstance(event, Delta):
-            piece = self._shaper.feed(event.text)
-        elif isinstance(event, Citation):
-            piece = self._shaper.cite(event.source)
-        else:
-            return "", ""  # progress: not answer text
-        if self._shaper.stopped:
-            self.finish_reason = "stop"
-        self._pieces.append(piece)
-        return piece, ""
-
-
 class Exchange:
-    """One completions request from the opened turn to the last byte."""
+    """One completions request from the opened turn to the last byte.
+
+    When the answer is not what tools or response_format asked for, one corrective
+    turn follows: the conversation again, with that answer and what was wrong with it.
+    """
 
     def __init__(self, chat: ChatRequest, settings: Settings, request_id: str) -> None:
         self.chat = chat
@@ -85,6 +52,12 @@ class Exchange:
         self._settings = settings
         self._started = time.monotonic()
         self._turn: Turn | None = None
+        self._watch: ClientWatch | None = None
+        self._messages = prompt.with_tools(
+            chat.messages, chat.tools, chat.tool_choice, chat.parallel_tool_calls, chat.response_format,
+        )
+        self._corrected = False
+        self._calls_sent = 0
         self._answer = Answer(chat)
         self._ids = wire.new_ids(chat)
         # Every content chunk of a stream differs only in its text: render it once.
@@ -94,7 +67,8 @@ class Exchange:
 
     def open(self, watch: ClientWatch | None) -> None:
         """Open the upstream turn; raises a BingoError before any byte."""
-        self._turn = open_turn(self._settings, TurnRequest(self.chat.model, self.chat.messages, watch))
+        self._watch = watch
+        self._turn = open_turn(self._settings, TurnRequest(self.chat.model, self._messages, watch))
 
     def close(self) -> None:
         if self._turn is not None:
@@ -103,7 +77,7 @@ class Exchange:
     def collect(self) -> dict[str, object]:
         """Read the whole turn into one completion body, closing the turn."""
         try:
-            while not self._answer.finish_reason:
+            while not self._settled():
                 event = self._next(math.inf)  # no keep-alives to write: only the turn's bounds
                 if event is not None:
                     self._answer.add(event)
@@ -111,7 +85,27 @@ class Exchange:
             self.close()
         self._log("ok")
         answer = self._answer
-        return wire.build_completion(self.chat, self._ids, answer.text, answer.finish_reason or "stop", answer.reasoning)
+        return wire.build_completion(
+            self.chat, self._ids, answer.content, answer.finish_reason or "stop", answer.reasoning, answer.calls, answer.text,
+        )
+
+    def _settled(self) -> bool:
+        """Whether the answer is complete and right; opens the corrective turn when it is wrong."""
+        answer = self._answer
+        if not answer.finish_reason:
+            return False
+        if answer.problem is None:
+            return True
+        if self._corrected:
+            raise InvalidModelOutput(tools.failure(answer.problem))
+        log.info("request %s: %s; corrective turn", self.request_id, answer.problem)
+        self._corrected = True
+        self.close()
+        correction = tools.correction(answer.problem, self.chat.tool_choice)
+        self._messages += (Message("assistant", answer.text), Message("user", correction))
+        self.open(self._watch)
+        answer.restart()
+        return False
 
     def stream(self) -> Iterator[str]:
         """Wait up to the first keep-alive for something to show, then the SSE body.
@@ -121,7 +115,7 @@ class Exchange:
         """
         head = ""
         try:
-            while not head and not self._answer.finish_reason:
+            while not head and not self._settled():
                 event = self._next(self.clock.due_at)
                 head = self._render(event) if event is not None else sse.KEEPALIVE
         except BaseException:
@@ -135,7 +129,7 @@ class Exchange:
             role = wire.build_role_chunk(self.chat, self._ids)
             # The role chunk and what arrived while the view waited leave in one write.
             yield self._wrote((sse.event(role) if role else "") + head)
-            while not self._answer.finish_reason:
+            while not self._settled():
                 text = self._render_ready()
                 if text:
                     yield self._wrote(text)
@@ -167,15 +161,19 @@ class Exchange:
         return "".join(parts)
 
     def _render(self, event: Event | None) -> str:
-        """The SSE text for one event: content or reasoning chunks, or ""."""
+        """The SSE text for one event: content, reasoning or tool call chunks, or ""."""
         if event is None:
             return ""
-        text, reasoning = self._answer.add(event)
         out = ""
-        if reasoning and self.chat.kind == "chat":
-            out = sse.event(wire.build_reasoning_chunk(self.chat, self._ids, reasoning))
-        if text:
-            out += self._content(text)
+        for piece in self._answer.add(event):
+            if isinstance(piece, str):
+                out += self._content(piece)
+            elif isinstance(piece, Reasoning):
+                if self.chat.kind == "chat":
+                    out += sse.event(wire.build_reasoning_chunk(self.chat, self._ids, piece.text))
+            else:
+                out += sse.event(wire.build_tool_call_chunk(self.chat, self._ids, self._calls_sent, piece))
+                self._calls_sent += 1
         return out
 
     def _closing(self) -> str:

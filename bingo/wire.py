@@ -10,8 +10,10 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from . import tools
 from .errors import InvalidRequest
 from .models import DEFAULT_NAME, Catalogue, Model
+from .tools import NONE, ResponseFormat, Tool, ToolCall, ToolChoice
 
 MAX_STOP_SEQUENCES = 4
 MAX_MODEL_CHARS = 256  # the name is echoed in every chunk: keep it a name
@@ -21,6 +23,8 @@ MAX_MODEL_CHARS = 256  # the name is echoed in every chunk: keep it a name
 class Message:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's earlier calls
+    tool_call_id: str | None = None  # a `tool` message: the call it answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,11 @@ class ChatRequest:
     include_usage: bool = False
     stop: tuple[str, ...] = ()
     chunk_message: bool = True  # stream chunks also carry `message` (the seed's 0.28 snippet reads it)
+    max_tokens: int | None = None  # cut the answer at this many (estimated) tokens
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = NONE  # "none" whenever no tools are declared
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None  # None: plain text
 
 
 def parse_body(raw: bytes) -> dict:
@@ -67,6 +76,7 @@ def parse_request(
         kind, messages = "chat", _messages(body.get("messages"))
     stream = _optional_bool(body, "stream")
     _check_n(body.get("n"))
+    declared = tools.parse_tools(body.get("tools")) if kind == "chat" else ()
     return ChatRequest(
         kind=kind,
         model_name=model_name,
@@ -76,6 +86,11 @@ def parse_request(
         include_usage=_include_usage(body.get("stream_options"), stream),
         stop=_stop(body.get("stop")),
         chunk_message=chunk_message,
+        max_tokens=_max_tokens(body),
+        tools=declared,
+        tool_choice=tools.parse_tool_choice(body.get("tool_choice"), declared) if kind == "chat" else NONE,
+        parallel_tool_calls=tools.parse_parallel(body.get("parallel_tool_calls")) if kind == "chat" else True,
+        response_format=tools.parse_response_format(body.get("response_format")) if kind == "chat" else None,
     )
 
 
@@ -99,6 +114,14 @@ def _messages(value: object) -> tuple[Message, ...]:
     messages = tuple(_message(item, index) for index, item in enumerate(value))
     if not any(m.role == "user" for m in messages):
         raise InvalidRequest("'messages' must contain at least one message with role 'user'.", param="messages")
+    called: set[str] = set()
+    for index, message in enumerate(messages):
+        called.update(call.id for call in message.tool_calls)
+        if message.tool_call_id is not None and message.tool_call_id not in called:
+            raise InvalidRequest(
+                f"'messages[{index}]' answers the tool call '{message.tool_call_id}', which no earlier assistant message made.",
+                param=f"messages[{index}].tool_call_id",
+            )
     return messages
 
 
@@ -109,6 +132,14 @@ def _message(item: object, index: int) -> Message:
     role = item.get("role")
     if not isinstance(role, str) or not role:
         raise InvalidRequest(f"'{param}.role' must be a string such as 'user'.", param=f"{param}.role")
+    if role == "assistant" and item.get("tool_calls") is not None:
+        calls = tools.parse_tool_calls(item["tool_calls"], f"{param}.tool_calls")
+        return Message(role, _content(item.get("content"), role, f"{param}.content"), tool_calls=calls)
+    if role == "tool":
+        call_id = item.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise InvalidRequest(f"'{param}.tool_call_id' must name the call this result answers.", param=f"{param}.tool_call_id")
+        return Message(role, _content(item.get("content"), role, f"{param}.content"), tool_call_id=call_id)
     return Message(role, _content(item.get("content"), role, f"{param}.content"))
 
 
@@ -153,6 +184,19 @@ def _optional_bool(body: dict, name: str) -> bool:
 def _check_n(value: object) -> None:
     if value is not None and (isinstance(value, bool) or value != 1):
         raise InvalidRequest("'n' must be 1: Bing gives one answer per request.", param="n")
+
+
+def _max_tokens(body: dict) -> int | None:
+    """max_completion_tokens, or the older max_tokens; the smaller when both come."""
+    limits = []
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
+        limits.append(value)
+    return min(limits) if limits else None
 
 
 def _include_usage(value: object, stream: bool) -> bool:
@@ -207,22 +251,27 @@ def build_usage(chat: ChatRequest, answer: str) -> dict[str, int]:
 
 
 def build_completion(
-    chat: ChatRequest, ids: ResponseIds, answer: str, finish_reason: str, reasoning: str = "",
+    chat: ChatRequest, ids: ResponseIds, answer: str | None, finish_reason: str, reasoning: str = "",
+    tool_calls: tuple[ToolCall, ...] = (), generated: str | None = None,
 ) -> dict[str, object]:
     """The one-shot body: `chat.completion` or legacy `text_completion`.
 
     Reasoning (Think Deeper) goes in `message.reasoning_content`, the field
-    DeepSeek-style clients read, and only when there is some.
+    DeepSeek-style clients read, and only when there is some. `generated` is the
+    text the model wrote, which usage counts (the answer itself by default).
     """
     if chat.kind == "chat":
         message: dict[str, object] = {"role": "assistant", "content": answer}
         if reasoning:
             message["reasoning_content"] = reasoning
+        if tool_calls:
+            message["tool_calls"] = [call.to_wire() for call in tool_calls]
         choice: dict[str, object] = {"index": 0, "message": message}
     else:
         choice = {"index": 0, "text": answer}
     choice.update(logprobs=None, finish_reason=finish_reason)
-    return {**_head(chat, ids, stream=False), "choices": [choice], "usage": build_usage(chat, answer)}
+    usage = build_usage(chat, (answer or "") if generated is None else generated)
+    return {**_head(chat, ids, stream=False), "choices": [choice], "usage": usage}
 
 
 def build_chunk(chat: ChatRequest, ids: ResponseIds, text: str | None, finish_reason: str | None = None) -> dict[str, object]:
@@ -240,10 +289,24 @@ def build_reasoning_chunk(chat: ChatRequest, ids: ResponseIds, text: str) -> dic
 
 
 def build_role_chunk(chat: ChatRequest, ids: ResponseIds) -> dict[str, object] | None:
-    """The opening chunk announcing the assistant role (chat only)."""
+    """The opening chunk announcing the assistant role (chat only).
+
+    With tools its content is null, as OpenAI's: an answer that only calls tools
+    then accumulates to `content: null`, like the one-shot body.
+    """
     if chat.kind != "chat":
         return None
-    return _chat_chunk(chat, ids, {"role": "assistant", "content": ""})
+    return _chat_chunk(chat, ids, {"role": "assistant", "content": None if calls_tools(chat) else ""})
+
+
+def build_tool_call_chunk(chat: ChatRequest, ids: ResponseIds, index: int, call: ToolCall) -> dict[str, object]:
+    """One whole tool call as `delta.tool_calls[0]`, numbered by `index` in the answer."""
+    return _chat_chunk(chat, ids, {"tool_calls": [{"index": index, **call.to_wire()}]})
+
+
+def calls_tools(chat: ChatRequest) -> bool:
+    """The answer is parsed for tool calls: tools are declared and tool_choice is not none."""
+    return bool(chat.tools) and chat.tool_choice.mode != "none"
 
 
 def _chat_chunk(chat: ChatRequest, ids: ResponseIds, delta: dict, finish_reason: str | None = None) -> dict[str, object]:
@@ -256,7 +319,7 @@ def _chat_chunk(chat: ChatRequest, ids: ResponseIds, delta: dict, finish_reason:
     """
     choice: dict[str, object] = {"index": 0, "delta": delta}
     if chat.chunk_message:
-        choice["message"] = {"role": "assistant", "content": delta.get("content", "")}
+        choice["message"] = {"role": "assistant", "content": delta.get("content") or ""}
     choice.update(logprobs=None, finish_reason=finish_reason)
     return {**_head(chat, ids, stream=True), "choices": [choice]}
 

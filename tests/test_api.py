@@ -133,12 +133,18 @@ def test_stop_cuts_the_answer_and_closes_upstream(client, sandbox, stream, model
 
 
 def test_legacy_completions_return_text_completion(client):
-    response = client.post("/v1/completions", data=json.dumps({"model": "Creative", "prompt": "Hello", "max_tokens": 5}))
+    response = client.post("/v1/completions", data=json.dumps({"model": "Creative", "prompt": "Hello"}))
     body = response.get_json()
     assert response.status_code == 200
     assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
     assert body["choices"][0]["text"] == expected_content("Hello")
     assert body["choices"][0]["finish_reason"] == "stop"
+
+
+def test_legacy_completions_cut_at_max_tokens(client):
+    response = client.post("/v1/completions", data=json.dumps({"model": "Creative", "prompt": "Hello", "max_tokens": 5}))
+    choice = response.get_json()["choices"][0]
+    assert (choice["text"], choice["finish_reason"]) == (expected_content("Hello")[:20], "length")
 
 
 def test_legacy_completions_stream(client):

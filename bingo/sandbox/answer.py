@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .directives import COPILOT_TURN, DIRECTIVE, Plan, parse_directives, plan_from
+from .directives import COPILOT_TURN, DIRECTIVE, Plan, parse_directives, plan_from, scripted_reply
 
 CITATION = "[^1^]"
 UNICODE_LINE = (
@@ -41,9 +41,12 @@ def answer_for(
     shows), cites `[^1^]`, and is padded to exactly `chars` characters, unless the
     echo and citation alone are longer. `chars` and `unicode` default to the
     prompt's own `[sandbox:chars=N]` / `[sandbox:unicode]` directives, so
-    `answer_for(prompt)` is what a turn without queued faults streams.
+    `answer_for(prompt)` is what a turn without queued faults streams. A
+    `[sandbox:reply=...]` or `[sandbox:replies=...]` directive replaces it all.
     """
     plan = plan_from(parse_directives(prompt))
+    if plan.replies:
+        return scripted_reply(plan.replies, prompt)
     chars = plan.chars if chars is None else chars
     unicode = plan.unicode if unicode is None else unicode
     head = f"Echo: {prompt}\n\n"
@@ -93,6 +96,9 @@ def copilot_answer(prompt: str, plan: Plan) -> CopilotAnswer:
     """`copilot_answer_for` for a plan that may include a queued fault."""
     if plan.image == "only":
         return CopilotAnswer("", (), (), 0)
+    if plan.replies:  # scripted: exactly that text, citing nothing
+        text = scripted_reply(plan.replies, prompt)
+        return CopilotAnswer(text, tuple(len(p) for p in prefixes(text, plan.updates)), ())
     # Copilot's text carries no Bing-style marker: the `citation` event itself
     # marks the spot, arriving right where answer_for() has its `[^1^]`.
     full = answer_for(prompt, plan.chars, unicode=plan.unicode)

@@ -57,12 +57,21 @@ Stage turn, Copilot (events get the string `id` counter, `connected` is "0";
   "message-error","message"}` halfway through the text, and no `done`.
 - ping-flood: websocket pings and `{"event":"ping"}` every 50 ms, no answer.
 - drop, silent, silent=after-text: as on ChatHub.
+Stage turn, either protocol: reply=B64 puts the text B64 decodes to (base64url,
+padding optional, UTF-8) in place of the whole answer, streamed in the usual
+number of updates / appendText deltas and citing nothing. replies=B64,B64,...
+scripts a turn and its follow-ups: a turn answers the first reply whose
+predecessors' texts do not all appear in its prompt, so a corrective turn,
+whose conversation carries the first answer, gets the second (Copilot, whose
+prompt is the whole conversation; a ChatHub prompt is the last message only).
 A `send` with more than 10,240 characters of text gets `{"event":"error",
 "errorCode":"text-too-long"}` whatever it asks for.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from collections.abc import Iterable
@@ -162,11 +171,14 @@ COPILOT_OUTCOMES = frozenset(
         "drop",
     }
 )
-CHATHUB_TURN = MODIFIERS | CHATHUB_OUTCOMES
+# Either protocol: the answer's text, scripted by the test (base64url values).
+SCRIPTED = frozenset({"reply", "replies"})
+CHATHUB_TURN = MODIFIERS | CHATHUB_OUTCOMES | SCRIPTED
 COPILOT_TURN = (
     frozenset({"chars", "updates", "delay", "slow-first", "unicode"})
     | COPILOT_MODIFIERS
     | COPILOT_OUTCOMES
+    | SCRIPTED
 )
 KNOWN = (
     CHATHUB_CREATE
@@ -219,6 +231,7 @@ class Plan:
     think: float = 0.0  # Copilot: seconds of chainOfThought before the answer
     image: str | None = None  # Copilot: "inline" (between text parts) or "only"
     mode_selected: str | None = None  # Copilot: modeSelected, then wait for a re-send
+    replies: tuple[str, ...] = ()  # reply=/replies=: scripted answer texts, see scripted_reply
     outcome: str | None = None  # a fault that changes how the turn ends
     outcome_value: str | None = None  # e.g. "after-text" for silent
 
@@ -238,6 +251,11 @@ def check_value(directive: Directive) -> None:
     """Raise ValueError when a directive's value is missing, malformed or out of bounds."""
     name, value = directive
     if name in _OPTIONAL and value is None:
+        return
+    if name in SCRIPTED:
+        decode_replies(value or "")
+        if name == "reply" and "," in (value or ""):
+            raise ValueError("reply takes one text; replies takes several")
         return
     if name in _CODES:
         if value is None and not _CODES[name]:
@@ -276,14 +294,35 @@ def plan_from(
     plan = Plan()
     items = [d for d in directives if d[0] in allowed] + ([queued] if queued else [])
     for name, value in items:
-        if name in MODIFIERS or name in COPILOT_MODIFIERS:
+        if name in MODIFIERS or name in COPILOT_MODIFIERS or name in SCRIPTED:
             plan = _modify(plan, name, value)
         elif plan.outcome is None or (name, value) == queued:
             plan = replace(plan, outcome=name, outcome_value=value)
     return plan
 
 
+def decode_replies(value: str) -> tuple[str, ...]:
+    """The texts of a reply=/replies= value; raises ValueError when one does not decode."""
+    try:
+        return tuple(
+            base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode("utf-8")
+            for part in value.split(",")
+        )
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"not base64url of UTF-8 text: {exc}") from None
+
+
+def scripted_reply(replies: tuple[str, ...], prompt: str) -> str:
+    """The reply for this turn: the first whose predecessors all appear in the prompt."""
+    index = 0
+    while index < len(replies) - 1 and replies[index].strip() in prompt:
+        index += 1
+    return replies[index]
+
+
 def _modify(plan: Plan, name: str, value: str | None) -> Plan:
+    if name in SCRIPTED:
+        return replace(plan, replies=decode_replies(value or ""))
     if name == "no-search":
         return replace(plan, search=False)
     if name in ("image", "image-only"):
