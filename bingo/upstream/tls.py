@@ -27,7 +27,7 @@ _lock = threading.RLock()  # a session is built under it, and builds a context
 T = TypeVar("T")
 _contexts: dict[str, ssl.SSLContext] = {}
 _sessions: dict[str, requests.Session] = {}
-POOL_SIZE = 32  # idle connections kept per upstream host; more are made and dropped
+POOL_SIZE = 8  # idle connections kept per upstream host; more are made and dropped
 
 
 def _once(cache: dict[str, T], key: str, build: Callable[[str], T]) -> T:
