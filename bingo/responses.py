@@ -7,7 +7,7 @@ Responses are kept in the app's ResponseStore unless `store` is false.
 """
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, g
+from flask import Blueprint, Response, current_app, g
 from flask.blueprints import BlueprintSetupState
 
 from . import routes, sse, wire
@@ -34,8 +34,7 @@ class ResponseNotFound(BingoError):
 
 @bp.record_once
 def _attach_store(state: BlueprintSetupState) -> None:
-    app: Flask = state.app
-    app.extensions[_STORE] = make_store(app.config["BINGO"])
+    state.app.extensions[_STORE] = make_store(state.app.config["BINGO"])
 
 
 def response_store() -> ResponseStore:

@@ -16,15 +16,23 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import sse
+from .answer import Answer
 from .config import Settings
 from .errors import BingoError, ClientDisconnected, log_failure
-from .relay import Answer, KeepAliveClock
+from .relay import KeepAliveClock
 from .responses_wire import (
-    ResponsesRequest, build_message, build_reasoning, build_response, build_text_part, build_usage, new_id, now,
+    ResponsesRequest,
+    build_message,
+    build_reasoning,
+    build_response,
+    build_text_part,
+    build_usage,
+    new_id,
+    now,
 )
 from .store import ResponseStore
 from .upstream import open_turn
-from .upstream.events import ClientWatch, Event, Turn, TurnRequest
+from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
 from .wire import ChatRequest, Message
 
 log = logging.getLogger(__name__)
@@ -50,7 +58,11 @@ class ResponseRun:
         self._history = history
         self._settings = settings
         self._store = store
-        self._chat = ChatRequest(kind="chat", model_name=request.model_name, model=request.model, messages=messages)
+        # max_output_tokens is chat's max_tokens: Answer cuts at the same estimate.
+        self._chat = ChatRequest(
+            kind="chat", model_name=request.model_name, model=request.model, messages=messages,
+            max_tokens=request.max_output_tokens,
+        )
         self._answer = Answer(self._chat)
         self._turn: Turn | None = None
         self._started = time.monotonic()
@@ -61,8 +73,6 @@ class ResponseRun:
         self._reasoning_id = new_id("rs")
         self._text: list[str] | None = None  # the open message item's text
         self._message_id = new_id("msg")
-        self._budget = request.max_output_tokens * 4 if request.max_output_tokens else None  # UTF-8 bytes
-        self._cut = False  # max_output_tokens reached before the upstream finished
 
     def open(self, watch: ClientWatch | None) -> None:
         """Open the upstream turn; raises a BingoError before any byte."""
@@ -141,13 +151,16 @@ class ResponseRun:
     # -- the event builder ---------------------------------------------------------
 
     def _feed(self, event: Event) -> str:
-        text, reasoning = self._answer.add(event)
         out = ""
-        if reasoning and self._text is None:  # reasoning after the answer began is not shown
-            out += self._reason(reasoning)
-        if text:
-            out += self._say(text)
-        if self._answer.finish_reason or self._cut:
+        for piece in self._answer.add(event):
+            if isinstance(piece, Reasoning):
+                if self._text is None:  # reasoning after the answer began is not shown
+                    out += self._reason(piece.text)
+            elif isinstance(piece, str) and piece:
+                out += self._say(piece)
+            # NEXT STEP (issue #10): ToolCall pieces become function_call items once
+            # function tools are declared to the Answer (none are yet, so none come).
+        if self._answer.finish_reason:
             out += self._finish()
         return out
 
@@ -176,24 +189,10 @@ class ResponseRun:
         return out
 
     def _say(self, text: str) -> str:
-        if self._budget is not None:
-            text = self._within_budget(text)
         out = self._open_message()
-        if text:
-            self._text.append(text)  # type: ignore[union-attr]  # opened just above
-            out += self._emit("response.output_text.delta", **self._at(self._message_id), content_index=0,
-                              delta=text, logprobs=[])
-        return out
-
-    def _within_budget(self, text: str) -> str:
-        """Cut `text` where max_output_tokens (estimated as chat estimates) runs out."""
-        size = len(text.encode("utf-8"))
-        if size <= self._budget:  # type: ignore[operator]
-            self._budget -= size  # type: ignore[operator]
-            return text
-        kept = text.encode("utf-8")[:self._budget].decode("utf-8", "ignore")
-        self._budget, self._cut = 0, True
-        return kept
+        self._text.append(text)  # type: ignore[union-attr]  # opened just above
+        return out + self._emit("response.output_text.delta", **self._at(self._message_id), content_index=0,
+                                delta=text, logprobs=[])
 
     def _open_message(self) -> str:
         if self._text is not None:
@@ -209,7 +208,7 @@ class ResponseRun:
         out = self._close_reasoning() + self._open_message()
         where = self._at(self._message_id)
         text = "".join(self._text or ())
-        incomplete = "max_output_tokens" if self._cut else _INCOMPLETE.get(self._answer.finish_reason or "stop")
+        incomplete = _INCOMPLETE.get(self._answer.finish_reason or "stop")
         item = build_message(self._message_id, text, "incomplete" if incomplete else "completed")
         out += (self._emit("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
                 + self._emit("response.content_part.done", **where, content_index=0, part=item["content"][0])

@@ -138,7 +138,7 @@ def _content(value: object, param: str) -> str:
         raise InvalidRequest(f"'{param}' must be a string or an array of text parts.", param=param)
     texts = []
     for i, part in enumerate(value):
-        key = _TEXT_PARTS.get(part.get("type")) if isinstance(part, dict) else None
+        key = _TEXT_PARTS.get(str(part.get("type"))) if isinstance(part, dict) else None
         if key is None or not isinstance(part.get(key), str):
             raise InvalidRequest(f"'{param}[{i}]' must be an input_text or output_text part; this gateway reads text only.", param=f"{param}[{i}]")
         texts.append(part[key])

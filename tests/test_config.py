@@ -23,6 +23,7 @@ TIMEOUT_VARIABLES = {
 COUNT_VARIABLES = {
     "BINGO_HISTORY_CHARS": "history_chars",
     "BINGO_MAX_BODY_BYTES": "max_body_bytes",
+    "BINGO_RESPONSES_KEPT": "responses_kept",
 }
 
 
@@ -64,6 +65,7 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "ca_bundle": "",
         "threads": 256,
         "chunk_message": True,
+        "responses_kept": 1_000,
         "log_level": "INFO",
     }
 
