@@ -24,8 +24,10 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-# Only the request line and status: never headers, which carry API keys.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Method, path (without the query: clients put keys there) and status: never
+# headers, which carry API keys. Every other line gunicorn writes is redacted too.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
+logger_class = "bingo.gunicorn_logging.RedactingLogger"
 # gunicorn 24+ opens an admin socket in ~/.gunicorn; a PaaS dyno has no use for it,
 # and two gateways on one machine (tests, benchmarks) would fight over its path.
 control_socket_disable = True

@@ -7,11 +7,11 @@ The SDKs pick their exception class from the status alone, so the status matters
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
+from .redact import redact
 from .sse import dumps
 
 log = logging.getLogger(__name__)
@@ -138,20 +138,6 @@ def error_response(exc: BingoError) -> Response:
 def _failed(exc: BingoError) -> Response:
     log_failure(exc, g.get("request_id", "-"))
     return error_response(exc)
-
-
-# Credentials that may sit in an exception's text: URL parameters, headers, tokens.
-_SECRETS = re.compile(
-    r"((?:access_?token|accesstoken|sec_access_token|api[-_]?key|key|token|signature)=)[^&\s'\"]+"
-    r"|((?:set-)?cookie['\"]?\s*[:=]\s*['\"]?)[^'\"\n]+"
-    r"|(bearer\s+)[\w.~+/=-]+",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """`text` with cookie, token and key values replaced by `***`."""
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", text)
 
 
 def log_failure(exc: BingoError, request_id: str, *, streamed: bool = False) -> None:
