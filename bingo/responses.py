@@ -46,7 +46,7 @@ def response_store() -> ResponseStore:
 def create_response(prefix: str = "") -> Response:
     settings = routes.current_settings()
     routes.check_api_key(settings)
-    request = parse_request(wire.parse_body(routes._read_body(settings)), catalogue(settings.upstream))
+    request = parse_request(wire.parse_body(routes.read_body(settings)), catalogue(settings.upstream))
     history: tuple[wire.Message, ...] = ()
     if request.previous_response_id:
         record = response_store().get(request.previous_response_id)
@@ -57,7 +57,7 @@ def create_response(prefix: str = "") -> Response:
             )
         history = tuple(wire.Message(role, content) for role, content in record["history"])
     run = ResponseRun(request, messages_for(request, history), history, settings, g.request_id, response_store())
-    run.open(routes._client_watch())
+    run.open(routes.client_watch())
     if not request.stream:
         return _json(run.collect())
     response = Response(run.stream(), mimetype="text/event-stream", headers=sse.HEADERS)

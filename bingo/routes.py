@@ -33,7 +33,7 @@ def current_settings() -> Settings:
 def completions(prefix: str = "") -> Response:
     settings = current_settings()
     check_api_key(settings)
-    body = wire.parse_body(_read_body(settings))
+    body = wire.parse_body(read_body(settings))
     prefix = f"{prefix}/"
     deployment = _AZURE_DEPLOYMENT.search(prefix)
     chat = wire.parse_request(
@@ -44,7 +44,7 @@ def completions(prefix: str = "") -> Response:
         chunk_message=settings.chunk_message,
     )
     exchange = relay.Exchange(chat, settings, g.request_id)
-    exchange.open(_client_watch())
+    exchange.open(client_watch())
     if not chat.stream:
         return _json(exchange.collect())
     response = Response(exchange.stream(), mimetype="text/event-stream", headers=sse.HEADERS)
@@ -85,7 +85,7 @@ def openapi() -> Response:
     return Response(_OPENAPI.read_bytes(), mimetype="application/json")
 
 
-def _read_body(settings: Settings) -> bytes:
+def read_body(settings: Settings) -> bytes:
     """The request body; 413 when it is over the limit, chunked bodies included.
 
     Werkzeug stops a chunked body at MAX_CONTENT_LENGTH without raising, which
@@ -136,7 +136,7 @@ class _SocketWatch:
             return True
 
 
-def _client_watch() -> _SocketWatch | None:
+def client_watch() -> _SocketWatch | None:
     sock = request.environ.get("gunicorn.socket")
     return _SocketWatch(sock) if isinstance(sock, socket.socket) else None
 
@@ -150,7 +150,7 @@ def _preflight() -> Response | None:
     if request.method != "OPTIONS":
         return None
     response = Response(status=204)
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = request.headers.get(
         "Access-Control-Request-Headers", "Authorization, Content-Type, api-key"
     )

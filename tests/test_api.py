@@ -331,7 +331,7 @@ def test_cors_preflight_needs_no_key(settings):
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == "https://ui.example"
     assert response.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
-    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, POST, DELETE, OPTIONS"  # DELETE: stored responses
     assert client.get("/v1/models").headers["Access-Control-Allow-Origin"] == "https://ui.example"
 
 
