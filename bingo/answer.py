@@ -9,7 +9,17 @@ Whatever a stream sends, the one-shot body holds the same, joined. No I/O here.
 from __future__ import annotations
 
 from .shaping import AnswerShaper
-from .tools import BadOutput, Block, CallParser, ResponseFormat, Tool, ToolCall, ToolChoice, check_call, check_json
+from .tools import (
+    BadOutput,
+    Block,
+    CallParser,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    check_call,
+    check_json,
+)
 from .upstream.events import Citation, Delta, Event, Finish, Reasoning
 from .wire import ChatRequest, calls_tools
 
@@ -108,7 +118,7 @@ class Budget:
 class PlainForm:
     """Plain text: every piece leaves as it comes."""
 
-    calls: list[ToolCall] = []
+    calls: tuple[ToolCall, ...] = ()
     problem: BadOutput | None = None
 
     def feed(self, text: str) -> list[Piece]:

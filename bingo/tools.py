@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+import referencing.exceptions
 from jsonschema.exceptions import best_match
 
 from .errors import InvalidRequest
@@ -456,7 +457,7 @@ def _mismatch(value: object, schema: dict[str, Any]) -> str | None:
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)(schema)
     try:
         error = best_match(validator.iter_errors(value))
-    except Exception as exc:  # an unresolvable $ref and the like: the schema cannot be applied
+    except (referencing.exceptions.Unresolvable, jsonschema.SchemaError, RecursionError) as exc:  # a $ref to nowhere
         return f"the schema could not be applied ({type(exc).__name__})"
     if error is None:
         return None

@@ -329,3 +329,59 @@ def test_bad_setting_stops_gunicorn_with_a_message_naming_it(tmp_path):
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "BINGO_IDLE_TIMEOUT must be a number of seconds, not 'soon'" in done.stderr + done.stdout
+
+
+# Tools and structured output with the SDK's own helpers (issue #10).
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather now in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def scripted_prompt(question: str, *replies: str) -> list[dict]:
+    """A question the sandbox answers with `replies[0]`, and a follow-up with the next."""
+    import base64
+
+    encoded = ",".join(base64.urlsafe_b64encode(r.encode()).decode().rstrip("=") for r in replies)
+    return [{"role": "user", "content": f"{question} [sandbox:replies={encoded}]"}]
+
+
+def test_openai_python_tool_calls_one_shot_and_stream(sdk):
+    reply = 'Checking.\n<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    messages = scripted_prompt("Weather in Paris?", reply, "It is 21 C in Paris.")
+    one_shot = sdk.chat.completions.create(model="copilot", messages=messages, tools=[WEATHER_TOOL])
+    assert one_shot.choices[0].finish_reason == "tool_calls"
+    message = one_shot.choices[0].message
+    assert message.content == "Checking."
+    assert [(c.type, c.function.name, c.function.arguments) for c in message.tool_calls] == [
+        ("function", "get_weather", '{"city": "Paris"}')]
+    with sdk.chat.completions.stream(model="copilot", messages=messages, tools=[WEATHER_TOOL]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_completion()
+    assert "tool_calls.function.arguments.done" in kinds
+    streamed = final.choices[0].message
+    assert streamed.content == message.content and final.choices[0].finish_reason == "tool_calls"
+    assert [(c.function.name, c.function.arguments) for c in streamed.tool_calls] == [
+        (c.function.name, c.function.arguments) for c in message.tool_calls]
+    # The results go back in the next request, as the SDK builds it.
+    follow_up = [*messages, message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "21 C"}]
+    again = sdk.chat.completions.create(model="copilot", messages=follow_up, tools=[WEATHER_TOOL])
+    assert (again.choices[0].finish_reason, again.choices[0].message.content) == ("stop", "It is 21 C in Paris.")
+
+
+def test_openai_python_parse_with_a_pydantic_model(sdk):
+    import pydantic
+
+    class Weather(pydantic.BaseModel):
+        city: str
+        celsius: float
+
+    messages = scripted_prompt("Weather?", 'Here:\n```json\n{"city": "Paris", "celsius": 21.5}\n```')
+    parsed = sdk.chat.completions.parse(model="copilot", messages=messages, response_format=Weather)
+    assert parsed.choices[0].message.parsed == Weather(city="Paris", celsius=21.5)

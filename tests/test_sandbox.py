@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -1242,3 +1243,44 @@ def test_cli_prints_the_gateway_environment():
     names = [line.split("=", 1)[0] for line in lines]
     assert names == ["BINGO_CREATE_URL", "BINGO_CHATHUB_URL", "BINGO_COPILOT_URL"]
     assert lines[1].startswith("BINGO_CHATHUB_URL=ws://127.0.0.1:")
+
+
+# scripted answers: [sandbox:reply=...] and [sandbox:replies=...]
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+SCRIPTED = 'Prose, then <tool_call>{"name": "f", "arguments": {}}</tool_call> ✓'
+
+
+def test_reply_directive_replaces_the_whole_answer():
+    assert answer_for(f"q [sandbox:reply={b64(SCRIPTED)}]") == SCRIPTED
+    layout = copilot_answer_for(f"q [sandbox:reply={b64(SCRIPTED)}] [sandbox:updates=4]")
+    assert (layout.text, layout.citations, layout.cuts[-1], len(layout.cuts)) == (SCRIPTED, (), len(SCRIPTED), 4)
+
+
+def test_replies_directive_answers_the_corrective_turn_with_the_next_one():
+    directive = f"[sandbox:replies={b64('first')},{b64('second')},{b64('third')}]"
+    assert answer_for(f"User: q {directive}") == "first"
+    assert answer_for(f"User: q {directive}\nAssistant: first\nUser: try again") == "second"
+    assert answer_for(f"User: q {directive}\nAssistant: first\nAssistant: second") == "third"
+
+
+@pytest.mark.parametrize("directive", ["reply=!!!", "reply=" + b64("a") + "," + b64("b"), "replies=" + b64("a") + ",%"])
+def test_bad_reply_directives_are_ignored(directive):
+    assert answer_for(f"q [sandbox:{directive}]").startswith("Echo: q")
+
+
+def test_copilot_streams_a_scripted_reply_in_the_usual_deltas(sandbox):
+    events = turn(sandbox, f"q [sandbox:reply={b64(SCRIPTED)}]")
+    appended = [e["text"] for e in events if e["event"] == "appendText"]
+    assert "".join(appended) == SCRIPTED and len(appended) == 10
+    assert not [e for e in events if e["event"] == "citation"]
+
+
+def test_chathub_streams_a_scripted_reply_in_the_usual_updates(sandbox):
+    _, recs = chat_turn(sandbox, f"q [sandbox:reply={b64(SCRIPTED)}]")
+    texts = answer_texts(recs)
+    assert len(texts) == 10 and texts[-1] == SCRIPTED

@@ -9,7 +9,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .directives import COPILOT_TURN, DIRECTIVE, Plan, parse_directives, plan_from, scripted_reply
+from .directives import (
+    COPILOT_TURN,
+    DIRECTIVE,
+    Plan,
+    parse_directives,
+    plan_from,
+    scripted_reply,
+)
 
 CITATION = "[^1^]"
 UNICODE_LINE = (

@@ -305,7 +305,7 @@ def decode_replies(value: str) -> tuple[str, ...]:
     """The texts of a reply=/replies= value; raises ValueError when one does not decode."""
     try:
         return tuple(
-            base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode("utf-8")
+            base64.b64decode(part + "=" * (-len(part) % 4), altchars=b"-_", validate=True).decode("utf-8")
             for part in value.split(",")
         )
     except (binascii.Error, UnicodeDecodeError) as exc:
