@@ -15,11 +15,13 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from . import prompt, sse, tools, wire
 from .answer import Answer
 from .config import Settings
 from .errors import BingoError, ClientDisconnected, InvalidModelOutput, log_failure
+from .models import Model
 from .upstream import open_turn
 from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
 from .wire import ChatRequest, Message
@@ -38,7 +40,140 @@ class KeepAliveClock:
         self.due_at = time.monotonic() + self.seconds
 
 
-class Exchange:
+class TurnRelay:
+    """The life of one request on one upstream turn, whatever API renders it.
+
+    Subclasses say when the answer is settled and how events render (`_render`),
+    what a stream writes first and last, how a failure after the first byte reads,
+    and what a one-shot request returns. The turn's opening, the first-byte wait,
+    the keep-alive clock, write coalescing, logging and cleanup live here once.
+    """
+
+    def __init__(self, settings: Settings, request_id: str, model: Model, messages: tuple[Message, ...]) -> None:
+        self.request_id = request_id
+        self.clock = KeepAliveClock(settings.keepalive_seconds)
+        self._settings = settings
+        self._model = model
+        self._messages = messages
+        self._started = time.monotonic()
+        self._turn: Turn | None = None
+        self._watch: ClientWatch | None = None
+        self._quiet = False  # one-shot: events are taken, not rendered
+
+    def open(self, watch: ClientWatch | None) -> None:
+        """Open the upstream turn; raises a BingoError before any byte."""
+        self._watch = watch
+        self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch))
+
+    def close(self) -> None:
+        if self._turn is not None:
+            self._turn.close()
+
+    def collect(self) -> dict[str, Any]:
+        """Read the whole turn into one body, closing the turn."""
+        self._quiet = True
+        try:
+            while not self._settled():
+                event = self._next(math.inf)  # no keep-alives to write: only the turn's bounds
+                if event is not None:
+                    self._render(event)
+        finally:
+            self.close()
+        self._log("ok")
+        return self._result()
+
+    def stream(self) -> Iterator[str]:
+        """Wait up to the first keep-alive for something to show, then the SSE body.
+
+        Errors raised while waiting propagate to the view (a real status), closing
+        the turn; the returned generator handles everything after the first byte.
+        """
+        preamble, head = self._preamble(), ""  # the preamble first: it may be numbered
+        try:
+            while not head and not self._settled():
+                event = self._next(self.clock.due_at)
+                head = self._render(event) if event is not None else sse.KEEPALIVE
+        except BaseException:
+            self.close()
+            raise
+        return self._body(preamble + head)
+
+    def _body(self, head: str) -> Iterator[str]:
+        outcome = "client gone"  # unless the stream gets to its end or to an error
+        try:
+            # What a stream says first and what arrived while the view waited: one write.
+            yield self._wrote(head)
+            while not self._settled():
+                text = self._render_ready()
+                if text:
+                    yield self._wrote(text)
+            yield self._wrote(self._closing())
+            outcome = "ok"
+        except ClientDisconnected:
+            pass
+        except BingoError as exc:
+            outcome = "failed in stream"
+            log_failure(exc, self.request_id, streamed=True)
+            yield self._failed(exc)
+        except Exception:
+            outcome = "crashed in stream"
+            log.exception("request %s: stream failed", self.request_id)
+            yield self._failed(BingoError("The gateway hit an internal error; see its log."))
+        finally:
+            self.close()
+            if outcome != "failed in stream":
+                self._log(outcome)
+
+    def _render_ready(self) -> str:
+        """Render the next event and every one already waiting: one write, not several."""
+        event = self._next(self.clock.due_at)
+        if event is None:
+            return sse.KEEPALIVE
+        parts = [self._render(event)]
+        while not self._settled() and self._ready():
+            waiting = self._next(self.clock.due_at)
+            if waiting is not None:
+                parts.append(self._render(waiting))
+        return "".join(parts)
+
+    def _next(self, wake_at: float) -> Event | None:
+        assert self._turn is not None, "open() runs first"
+        return self._turn.next(wake_at)
+
+    def _ready(self) -> bool:
+        ready = getattr(self._turn, "ready", None)
+        return bool(ready and ready())
+
+    def _wrote(self, text: str) -> str:
+        self.clock.wrote()
+        return text
+
+    # -- what a subclass says ---------------------------------------------------------
+
+    def _settled(self) -> bool:
+        raise NotImplementedError
+
+    def _render(self, event: Event) -> str:
+        """Take one event; the SSE text it makes ("" when quiet or nothing to show)."""
+        raise NotImplementedError
+
+    def _preamble(self) -> str:
+        return ""
+
+    def _closing(self) -> str:
+        return ""
+
+    def _failed(self, exc: BingoError) -> str:
+        return sse.event(exc.to_body())
+
+    def _result(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _log(self, outcome: str) -> None:
+        raise NotImplementedError
+
+
+class Exchange(TurnRelay):
     """One completions request from the opened turn to the last byte.
 
     When the answer is not what tools or response_format asked for, one corrective
@@ -46,16 +181,11 @@ class Exchange:
     """
 
     def __init__(self, chat: ChatRequest, settings: Settings, request_id: str) -> None:
-        self.chat = chat
-        self.request_id = request_id
-        self.clock = KeepAliveClock(settings.keepalive_seconds)
-        self._settings = settings
-        self._started = time.monotonic()
-        self._turn: Turn | None = None
-        self._watch: ClientWatch | None = None
-        self._messages = prompt.with_tools(
+        messages = prompt.with_tools(
             chat.messages, chat.tools, chat.tool_choice, chat.parallel_tool_calls, chat.response_format,
         )
+        super().__init__(settings, request_id, chat.model, messages)
+        self.chat = chat
         self._corrected = False
         self._calls_sent = 0
         self._answer = Answer(chat)
@@ -65,25 +195,7 @@ class Exchange:
             lambda piece: wire.build_chunk(chat, self._ids, piece), copies=2 if chat.chunk_message and chat.kind == "chat" else 1,
         )
 
-    def open(self, watch: ClientWatch | None) -> None:
-        """Open the upstream turn; raises a BingoError before any byte."""
-        self._watch = watch
-        self._turn = open_turn(self._settings, TurnRequest(self.chat.model, self._messages, watch))
-
-    def close(self) -> None:
-        if self._turn is not None:
-            self._turn.close()
-
-    def collect(self) -> dict[str, object]:
-        """Read the whole turn into one completion body, closing the turn."""
-        try:
-            while not self._settled():
-                event = self._next(math.inf)  # no keep-alives to write: only the turn's bounds
-                if event is not None:
-                    self._answer.add(event)
-        finally:
-            self.close()
-        self._log("ok")
+    def _result(self) -> dict[str, Any]:
         answer = self._answer
         return wire.build_completion(
             self.chat, self._ids, answer.content, answer.finish_reason or "stop", answer.reasoning, answer.calls, answer.text,
@@ -107,65 +219,17 @@ class Exchange:
         answer.restart()
         return False
 
-    def stream(self) -> Iterator[str]:
-        """Wait up to the first keep-alive for something to show, then the SSE body.
+    def _preamble(self) -> str:
+        role = wire.build_role_chunk(self.chat, self._ids)
+        return sse.event(role) if role else ""
 
-        Errors raised while waiting propagate to the view (a real status), closing
-        the turn; the returned generator handles everything after the first byte.
-        """
-        head = ""
-        try:
-            while not head and not self._settled():
-                event = self._next(self.clock.due_at)
-                head = self._render(event) if event is not None else sse.KEEPALIVE
-        except BaseException:
-            self.close()
-            raise
-        return self._body(head)
-
-    def _body(self, head: str) -> Iterator[str]:
-        outcome = "client gone"  # unless the stream gets to its end or to an error
-        try:
-            role = wire.build_role_chunk(self.chat, self._ids)
-            # The role chunk and what arrived while the view waited leave in one write.
-            yield self._wrote((sse.event(role) if role else "") + head)
-            while not self._settled():
-                text = self._render_ready()
-                if text:
-                    yield self._wrote(text)
-            yield self._wrote(self._closing())
-            outcome = "ok"
-        except ClientDisconnected:
-            pass
-        except BingoError as exc:
-            outcome = "failed in stream"
-            log_failure(exc, self.request_id, streamed=True)
-            yield sse.event(exc.to_body())
-        except Exception:
-            outcome = "crashed in stream"
-            log.exception("request %s: stream failed", self.request_id)
-            yield sse.event(BingoError("The gateway hit an internal error; see its log.").to_body())
-        finally:
-            self.close()
-            if outcome != "failed in stream":
-                self._log(outcome)
-
-    def _render_ready(self) -> str:
-        """Render the next event and every one already waiting: one write, not several."""
-        event = self._next(self.clock.due_at)
-        if event is None:
-            return sse.KEEPALIVE
-        parts = [self._render(event)]
-        while not self._answer.finish_reason and self._ready():
-            parts.append(self._render(self._next(self.clock.due_at)))  # ready: never None
-        return "".join(parts)
-
-    def _render(self, event: Event | None) -> str:
+    def _render(self, event: Event) -> str:
         """The SSE text for one event: content, reasoning or tool call chunks, or ""."""
-        if event is None:
+        pieces = self._answer.add(event)
+        if self._quiet:
             return ""
         out = ""
-        for piece in self._answer.add(event):
+        for piece in pieces:
             if isinstance(piece, str):
                 out += self._content(piece)
             elif isinstance(piece, Reasoning):
@@ -182,18 +246,6 @@ class Exchange:
             closing += sse.event(wire.build_usage_chunk(self.chat, self._ids, self._answer.text))
         return closing + sse.DONE
 
-    def _next(self, wake_at: float) -> Event | None:
-        assert self._turn is not None, "open() runs first"
-        return self._turn.next(wake_at)
-
-    def _ready(self) -> bool:
-        ready = getattr(self._turn, "ready", None)
-        return bool(ready and ready())
-
-    def _wrote(self, text: str) -> str:
-        self.clock.wrote()
-        return text
-
     def _log(self, outcome: str) -> None:
         answer = self._answer
         log.info(
@@ -201,4 +253,3 @@ class Exchange:
             self.request_id, self.chat.model_name, self.chat.model.upstream, self.chat.stream, outcome,
             answer.finish_reason, len(answer.text), time.monotonic() - self._started,
         )
-

@@ -10,16 +10,14 @@ then `response.failed`. Every path closes the turn. No Flask here.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from . import sse
 from .answer import Answer
 from .config import Settings
-from .errors import BingoError, ClientDisconnected, log_failure
-from .relay import KeepAliveClock
+from .errors import BingoError
+from .relay import TurnRelay
 from .responses_wire import (
     ResponsesRequest,
     build_message,
@@ -31,8 +29,7 @@ from .responses_wire import (
     now,
 )
 from .store import ResponseStore
-from .upstream import open_turn
-from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
+from .upstream.events import Event, Reasoning
 from .wire import ChatRequest, Message
 
 log = logging.getLogger(__name__)
@@ -41,22 +38,19 @@ log = logging.getLogger(__name__)
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-class ResponseRun:
+class ResponseRun(TurnRelay):
     """One `POST /v1/responses` from the opened turn to the stored response."""
 
     def __init__(
         self, request: ResponsesRequest, messages: tuple[Message, ...], history: tuple[Message, ...],
         settings: Settings, request_id: str, store: ResponseStore,
     ) -> None:
+        super().__init__(settings, request_id, request.model, messages)
         self.request = request
-        self.request_id = request_id
         self.id = new_id("resp")
         self.created_at = now()
-        self.clock = KeepAliveClock(settings.keepalive_seconds)
         self.body: dict[str, Any] | None = None  # the final response, once there is one
-        self._messages = messages
         self._history = history
-        self._settings = settings
         self._store = store
         # max_output_tokens is chat's max_tokens: Answer cuts at the same estimate.
         self._chat = ChatRequest(
@@ -64,9 +58,6 @@ class ResponseRun:
             max_tokens=request.max_output_tokens,
         )
         self._answer = Answer(self._chat)
-        self._turn: Turn | None = None
-        self._started = time.monotonic()
-        self._quiet = False  # one-shot: build the items, skip rendering the events
         self._seq = 0
         self._output: list[dict[str, Any]] = []  # finished items, in output order
         self._reasoning: list[str] | None = None  # the open reasoning item's text
@@ -74,83 +65,28 @@ class ResponseRun:
         self._text: list[str] | None = None  # the open message item's text
         self._message_id = new_id("msg")
 
-    def open(self, watch: ClientWatch | None) -> None:
-        """Open the upstream turn; raises a BingoError before any byte."""
-        self._turn = open_turn(self._settings, TurnRequest(self.request.model, self._messages, watch))
+    def _settled(self) -> bool:
+        return self.body is not None
 
-    def close(self) -> None:
-        if self._turn is not None:
-            self._turn.close()
-
-    def collect(self) -> dict[str, Any]:
-        """Read the whole turn into the final response, closing the turn."""
-        self._quiet = True
-        try:
-            while self.body is None:
-                event = self._next(math.inf)
-                if event is not None:
-                    self._feed(event)
-        finally:
-            self.close()
-        self._log("ok")
+    def _result(self) -> dict[str, Any]:
+        assert self.body is not None, "collected to the end"
         return self.body
 
-    def stream(self) -> Iterator[str]:
-        """Wait up to the first keep-alive for the answer to start, then the SSE body.
-
-        Errors raised while waiting propagate to the view (a real status).
-        """
+    def _preamble(self) -> str:
+        """response.created and response.in_progress, numbered before the first output."""
         snapshot = self._snapshot("in_progress")
-        head = self._emit("response.created", response=snapshot) + self._emit("response.in_progress", response=snapshot)
-        first = ""
-        try:
-            while not first and self.body is None:
-                event = self._next(self.clock.due_at)
-                first = self._feed(event) if event is not None else sse.KEEPALIVE
-        except BaseException:
-            self.close()
-            raise
-        return self._body(head + first)
+        return self._emit("response.created", response=snapshot) + self._emit("response.in_progress", response=snapshot)
 
-    def _body(self, head: str) -> Iterator[str]:
-        outcome = "client gone"
-        try:
-            yield self._wrote(head)
-            while self.body is None:
-                text = self._render_ready()
-                if text:
-                    yield self._wrote(text)
-            outcome = "ok"
-        except ClientDisconnected:
-            pass
-        except BingoError as exc:
-            outcome = "failed in stream"
-            log_failure(exc, self.request_id, streamed=True)
-            yield self._failed(exc)
-        except Exception:
-            outcome = "crashed in stream"
-            log.exception("request %s: stream failed", self.request_id)
-            yield self._failed(BingoError("The gateway hit an internal error; see its log."))
-        finally:
-            self.close()
-            if outcome != "failed in stream":
-                self._log(outcome)
-
-    def _render_ready(self) -> str:
-        """The next event and every one already waiting, as one write."""
-        event = self._next(self.clock.due_at)
-        if event is None:
-            return sse.KEEPALIVE
-        parts = [self._feed(event)]
-        while self.body is None and self._ready():
-            event = self._next(self.clock.due_at)
-            if event is not None:
-                parts.append(self._feed(event))
-        return "".join(parts)
+    def _log(self, outcome: str) -> None:
+        log.info(
+            "request %s response model=%r upstream=%s stream=%s outcome=%s status=%s seconds=%.2f",
+            self.request_id, self.request.model_name, self.request.model.upstream, self.request.stream, outcome,
+            self.body["status"] if self.body else None, time.monotonic() - self._started,
+        )
 
     # -- the event builder ---------------------------------------------------------
 
-    def _feed(self, event: Event) -> str:
+    def _render(self, event: Event) -> str:
         out = ""
         for piece in self._answer.add(event):
             if isinstance(piece, Reasoning):
@@ -243,24 +179,3 @@ class ResponseRun:
         if self._quiet:
             return ""
         return f"event: {kind}\ndata: {sse.dumps({'type': kind, 'sequence_number': number, **fields})}\n\n"
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _next(self, wake_at: float) -> Event | None:
-        assert self._turn is not None, "open() runs first"
-        return self._turn.next(wake_at)
-
-    def _ready(self) -> bool:
-        ready = getattr(self._turn, "ready", None)
-        return bool(ready and ready())
-
-    def _wrote(self, text: str) -> str:
-        self.clock.wrote()
-        return text
-
-    def _log(self, outcome: str) -> None:
-        log.info(
-            "request %s response model=%r upstream=%s stream=%s outcome=%s status=%s seconds=%.2f",
-            self.request_id, self.request.model_name, self.request.model.upstream, self.request.stream, outcome,
-            self.body["status"] if self.body else None, time.monotonic() - self._started,
-        )

@@ -98,6 +98,7 @@ def test_page_escapes_html_in_the_answer(page):
     prompt = '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'
     ask(page, "copilot", prompt)
     sync_api.expect(page.get_by_role("status")).to_have_text("Done.")
+    sync_api.expect(page.locator("#answer")).to_contain_text(f"Echo: {prompt}")  # waits for the render
     assert page.locator("#answer img, #answer script").count() == 0
     assert page.locator("#answer").inner_text().startswith(f"Echo: {prompt}")
     assert page.evaluate("window.pwned") is None
