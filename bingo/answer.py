@@ -9,17 +9,8 @@ Whatever a stream sends, the one-shot body holds the same, joined. No I/O here.
 from __future__ import annotations
 
 from .shaping import AnswerShaper
-from .tools import (
-    BadOutput,
-    Block,
-    CallParser,
-    ResponseFormat,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    check_call,
-    check_json,
-)
+from .tool_output import Block, CallParser, check_call, check_json
+from .tools import BadOutput, ResponseFormat, Tool, ToolCall, ToolChoice
 from .upstream.events import Citation, Delta, Event, Finish, Reasoning
 from .wire import ChatRequest, calls_tools
 

@@ -40,9 +40,19 @@ class Gateway:
     """The Procfile command running against the sandbox, with its log captured."""
 
     def __init__(self, sandbox, log_path: Path, extra_args: str = "", bare: bool = False, **env: str) -> None:
+        self.log_path = log_path
+        # A free port can be taken by another test's server before gunicorn binds it;
+        # then the port answers, but not as this gateway: start again on another one.
+        for _ in range(3):
+            self._start(sandbox, extra_args, bare, env)
+            if self._is_ours():
+                return
+            self.stop()
+        raise RuntimeError(f"the gateway did not start; its log: {self.log()[-2000:]}")
+
+    def _start(self, sandbox, extra_args: str, bare: bool, env: dict[str, str]) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
         environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("BING", "COPILOT_"))},
             "PORT": str(self.port),
@@ -53,11 +63,23 @@ class Gateway:
         }
         if not bare:
             environment = {**self._test_settings(sandbox), **environment}
-        self._log = open(log_path, "wb")
+        self._log = open(self.log_path, "ab")
         command = procfile_command()
         command[0] = str(Path(sys.executable).with_name(command[0]))
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, 20.0)
+
+    def _is_ours(self) -> bool:
+        """This process is alive and its /healthz answers with a bingo request id."""
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+        except OSError:
+            return False
+        return self.process.poll() is None and (response.getheader("x-request-id") or "").startswith("req_")
 
     @staticmethod
     def _test_settings(sandbox) -> dict[str, str]:

@@ -11,17 +11,9 @@ import re
 
 import pytest
 
-from bingo import tools, wire
-from bingo.tools import (
-    AUTO,
-    BadOutput,
-    Block,
-    CallParser,
-    ResponseFormat,
-    Tool,
-    ToolCall,
-    ToolChoice,
-)
+from bingo import tool_output, tools, wire
+from bingo.tool_output import Block, CallParser
+from bingo.tools import AUTO, BadOutput, ResponseFormat, Tool, ToolCall, ToolChoice
 from tests.helpers import read_sse
 
 WEATHER = {
@@ -114,7 +106,7 @@ def test_call_parser_holds_back_only_a_possible_opening_tag():
 
 
 def test_check_call_returns_a_tool_call_with_json_arguments():
-    call = tools.check_call('{"name": "get_weather", "arguments": {"city": "Paris"}}', DECLARED)
+    call = tool_output.check_call('{"name": "get_weather", "arguments": {"city": "Paris"}}', DECLARED)
     assert CALL_ID.match(call.id)
     assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
 
@@ -134,7 +126,7 @@ def test_check_call_returns_a_tool_call_with_json_arguments():
 )
 def test_check_call_says_what_is_wrong(body, only, problem):
     with pytest.raises(BadOutput, match=re.escape(problem)):
-        tools.check_call(body, DECLARED, only)
+        tool_output.check_call(body, DECLARED, only)
 
 
 @pytest.mark.parametrize(
@@ -148,7 +140,7 @@ def test_check_call_says_what_is_wrong(body, only, problem):
     ids=["bare", "fenced", "prose-around", "skips-a-false-start"],
 )
 def test_check_json_extracts_the_value(answer, value):
-    assert json.loads(tools.check_json(answer, ResponseFormat("json_schema", "w", SCHEMA))) == value
+    assert json.loads(tool_output.check_json(answer, ResponseFormat("json_schema", "w", SCHEMA))) == value
 
 
 @pytest.mark.parametrize(
@@ -162,7 +154,7 @@ def test_check_json_extracts_the_value(answer, value):
 )
 def test_check_json_says_what_is_wrong(answer, fmt, problem):
     with pytest.raises(BadOutput, match=re.escape(problem)):
-        tools.check_json(answer, fmt)
+        tool_output.check_json(answer, fmt)
 
 
 def test_instructions_list_the_tools_and_the_block_form():
