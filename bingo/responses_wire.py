@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InvalidRequest
 from .models import DEFAULT_NAME, Catalogue, Model
-from .wire import MAX_MODEL_CHARS, Message, estimate_tokens
+from .wire import MAX_MODEL_CHARS, Message, estimate_tokens, optional_bool
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text", "summary_text": "text", "refusal": "refusal"}
@@ -55,8 +55,8 @@ def parse_request(body: dict, catalogue: Catalogue) -> ResponsesRequest:
         model=catalogue.resolve(model_name),
         input=_input(body.get("input")),
         instructions=_optional_str(body, "instructions"),
-        stream=_bool(body, "stream", False),
-        store=_bool(body, "store", True),
+        stream=optional_bool(body, "stream"),
+        store=optional_bool(body, "store", default=True),
         previous_response_id=_optional_str(body, "previous_response_id") or None,
         max_output_tokens=_max_output_tokens(body.get("max_output_tokens")),
         text_format=_text_format(body.get("text")),
@@ -156,15 +156,6 @@ def _optional_str(body: dict, name: str) -> str | None:
     value = body.get(name)
     if value is not None and not isinstance(value, str):
         raise InvalidRequest(f"'{name}' must be a string.", param=name)
-    return value
-
-
-def _bool(body: dict, name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"'{name}' must be true or false.", param=name)
     return value
 
 

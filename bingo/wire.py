@@ -74,7 +74,7 @@ def parse_request(
         kind, messages = "text", (Message("user", _prompt(body.get("prompt"))),)
     else:
         kind, messages = "chat", _messages(body.get("messages"))
-    stream = _optional_bool(body, "stream")
+    stream = optional_bool(body, "stream")
     _check_n(body.get("n"))
     declared = tools.parse_tools(body.get("tools")) if kind == "chat" else ()
     return ChatRequest(
@@ -172,10 +172,11 @@ def _prompt(value: object) -> str:
     return value
 
 
-def _optional_bool(body: dict, name: str) -> bool:
+def optional_bool(body: dict, name: str, default: bool = False) -> bool:
+    """A boolean field; absent or null gives `default`, anything else but a bool a 400."""
     value = body.get(name)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise InvalidRequest(f"'{name}' must be true or false.", param=name)
     return value
