@@ -15,7 +15,7 @@ import pytest
 
 from bingo import create_app, errors
 from bingo.routes import _SocketWatch
-from bingo.sandbox import answer_for
+from bingo.sandbox import answer_for, copilot_answer_for
 from bingo.upstream import open_turn
 from bingo.upstream.chathub import signalr
 from bingo.upstream.events import Delta, Finish
@@ -103,6 +103,22 @@ def test_a_trickled_101_cannot_hold_the_thread_past_the_connect_timeout(settings
     finally:
         done.set()
         listener.close()
+
+
+def test_a_trickled_rest_reply_cannot_hold_the_thread_past_the_connect_timeout(settings, sandbox):
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"X-Pad: y\r\n" * 50
+    listener, done = trickling_server(reply, 0.2)
+    try:
+        slow = with_settings(settings, copilot_url=f"http://127.0.0.1:{listener.getsockname()[1]}", connect_timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(errors.UpstreamTimeout, match="timed out after 1 s"):
+            open_turn(slow, turn_request("copilot", "trickle"))
+        assert time.monotonic() - started < 2.0, "a per-read timeout would wait out every byte"
+    finally:
+        done.set()
+        listener.close()
+    # The pool is not poisoned: the next create, to the sandbox, works.
+    assert deltas(read_turn(open_turn(settings, turn_request("copilot", "after")))) == copilot_answer_for("after").text
 
 
 def test_no_connected_within_the_connect_timeout_is_a_504(settings, sandbox):

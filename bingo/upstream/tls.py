@@ -15,6 +15,7 @@ call sends exactly the headers its caller built and reads Set-Cookie itself.
 from __future__ import annotations
 
 import http.cookiejar
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 _lock = threading.RLock()  # a session is built under it, and builds a context
 T = TypeVar("T")
@@ -62,22 +65,70 @@ def _certifi_bundle() -> str | None:
     return certifi.where()
 
 
-class _SharedContextAdapter(HTTPAdapter):
-    """An adapter whose TLS connections all use the one process context."""
+# The REST socket each thread is reading a reply from, for the watchdog to cut: a
+# per-read timeout cannot bound a reply trickled a byte at a time.
+_reading: dict[int, socket.socket] = {}
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+
+def reading_socket(thread_id: int) -> socket.socket | None:
+    """The socket `thread_id` is reading a REST reply from, if any."""
+    return _reading.get(thread_id)
+
+
+def done_reading() -> None:
+    _reading.pop(threading.get_ident(), None)
+
+
+class _Published:
+    """A connection that publishes its socket while its reply is read."""
+
+    sock: socket.socket
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _reading[threading.get_ident()] = self.sock
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Published, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Published, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """An adapter whose connections publish their socket while reading (all of them)
+    and, for TLS, use the one process context."""
+
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
         self._context = context
         super().__init__(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self._context is None:
+            return super().cert_verify(conn, url, verify, cert)
         # requests would set `ca_certs` here, making urllib3 load the bundle into the
         # shared context on every new connection; the context already holds it.
         conn.cert_reqs = "CERT_REQUIRED"
@@ -101,6 +152,6 @@ def _build_session(ca_bundle: str) -> requests.Session:
     built = requests.Session()
     built.trust_env = False  # proxies come from Settings, read in one place
     built.cookies.set_policy(_NoCookies())
-    built.mount("https://", _SharedContextAdapter(client_context(ca_bundle)))
-    built.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0))
+    built.mount("https://", _Adapter(client_context(ca_bundle)))
+    built.mount("http://", _Adapter())
     return built

@@ -8,6 +8,7 @@ Redirects are never followed: the cookie or token must not travel to another ori
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,16 +75,22 @@ def http_json(
     failure table's error, and transport failures raise UpstreamUnavailable/Timeout.
     """
     proxy = proxy_for(settings, url)
+    reader = threading.get_ident()
+    # requests' timeout bounds each read; the watchdog bounds the reply as a whole.
+    guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: tls.reading_socket(reader))
     try:
         response = tls.session(settings.ca_bundle).request(
             method, url, headers=dict(headers), json=body, allow_redirects=False,
             proxies={"http": proxy, "https": proxy} if proxy else None,
             timeout=(settings.connect_timeout, settings.connect_timeout),
         )
-    except requests.Timeout as exc:
-        raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
     except requests.RequestException as exc:
+        if guard.fired or isinstance(exc, requests.Timeout):
+            raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
         raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
+    finally:
+        guard.cancel()
+        tls.done_reading()
     if response.status_code in _REDIRECTS:
         raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))
     if not response.ok and response.status_code not in accept:
