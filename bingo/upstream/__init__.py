@@ -1,8 +1,10 @@
 """The upstream layer: open a turn on the upstream that serves the model.
 
     engine.py      the one websocket turn loop (deadlines, client watch, caps)
-    transport.py   requests and websocket-client, tls.py (one TLS setup per process),
-                   frames.py (bounded reads), watchdog.py (wall-clock bounds)
+    transport.py   requests and websocket-client; tls.py (one TLS context and one
+                   REST pool per process), sockets.py (the websocket's own buffered,
+                   resumable connection), frames.py (bounded reads), watchdog.py
+                   (wall-clock bounds on blocked reads)
     failures.py    the one table from upstream statuses and codes to errors
     chathub/       the ChatHub protocol adapter (legacy; mirrors)
     copilot/       the Copilot protocol adapter (the default)

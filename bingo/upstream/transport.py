@@ -1,7 +1,7 @@
 """Sockets for both upstreams: HTTP over requests, websockets over websocket-client.
 
-The only modules that touch the network libraries are this one, `tls.py` and
-`frames.py`. Every transport failure is translated here, once, with the cause
+The only modules that touch the network libraries are this one, `tls.py`,
+`sockets.py` and `frames.py`. Every transport failure is translated here, once, with the cause
 chained; what an HTTP status means is the failure table's call (`failures.py`).
 Redirects are never followed: the cookie or token must not travel to another origin.
 """
