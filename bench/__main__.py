@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--json PATH]`: run, print the table, write the JSON."""
+"""`python -m bench [--quick | --peers] [--json PATH]`: run, print the table, write the JSON."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ def _exit_on_term(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_term)
     options = parse_options(argv)
+    if options.peers:
+        from . import peers  # only when asked: it installs and runs gpt4free
+
+        result = peers.run(options)
+        peers.write_json(result, options.json_path)
+        sys.stdout.write(peers.render(result) + f"\nJSON: {options.json_path}\n")
+        return 0
     result = run(options)
     write_json(result, options.json_path)
     sys.stdout.write(render(result) + f"\nJSON: {options.json_path}\n")

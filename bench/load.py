@@ -21,15 +21,21 @@ READ_BYTES = 65536
 CONNECT_SECONDS = 10.0
 
 StopWhen = Callable[[StreamResult], bool]
+Request = Callable[[str, int], bytes]  # (prompt, port) -> the whole HTTP request
 
 
 class _Load:
     """The open sockets of one run and what each has read so far."""
 
     def __init__(
-        self, port: int, prompts: Sequence[str], stop_when: StopWhen | None
+        self,
+        port: int,
+        prompts: Sequence[str],
+        stop_when: StopWhen | None,
+        request: Request = request_bytes,
     ) -> None:
         self.port = port
+        self.request = request
         self.prompts = prompts
         self.stop_when = stop_when
         self.results = [StreamResult(prompt) for prompt in prompts]
@@ -49,7 +55,7 @@ class _Load:
             result.error = f"connect failed: {exc}"
             return
         try:
-            sock.sendall(request_bytes(self.prompts[index], self.port))
+            sock.sendall(self.request(self.prompts[index], self.port))
         except OSError as exc:
             result.error = f"send failed: {exc}"
             sock.close()
@@ -103,14 +109,15 @@ def run_streams(
     seconds: float,
     stop_when: StopWhen | None = None,
     spread: float = 0.0,
+    request: Request = request_bytes,
 ) -> list[StreamResult]:
     """One stream per prompt, started evenly over `spread` seconds, each read to its end.
 
     With `stop_when`, responses are parsed as they arrive and a stream is closed as
     soon as the predicate holds (e.g. the first token). Streams still open at the
-    deadline fail.
+    deadline fail. `request` builds each request (default: the bench's own).
     """
-    load = _Load(port, prompts, stop_when)
+    load = _Load(port, prompts, stop_when, request)
     started = time.monotonic()
     due = [started + spread * i / len(prompts) for i in range(len(prompts))]
     deadline, opened = started + seconds, 0

@@ -39,6 +39,11 @@ class Options:
     gateway_env: tuple[tuple[str, str], ...] = ()  # extra environment for gunicorn
     json_path: Path = OUT_DIR / "bench.json"
     quick: bool = False
+    peers: bool = False  # --peers: only the comparison with gpt4free (peers.py)
+    peers_rounds: int = 30  # first-token rounds per server at c=1
+    peers_answers: int = 30  # whole answers per server for the CPU figure
+    peers_wave: int = 10  # of them at once
+    peers_n: int = 50  # concurrent streams per server
 
 
 QUICK = Options(
@@ -90,6 +95,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
 
     parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="only bingo beside gpt4free's API server (installs g4f[api] into "
+        "bench/.peers-venv the first time; never in CI)",
+    )
+    parser.add_argument(
         "--gateway-env",
         action="append",
         default=[],
@@ -103,6 +114,9 @@ def parse_options(argv: list[str] | None = None) -> Options:
         changes["json_path"] = args.json
     if args.no_pinned:
         changes["pinned"] = False
+    if args.peers:
+        changes["peers"] = True
+        changes["json_path"] = args.json or OUT_DIR / "peers.json"
     if args.scheme:
         changes["schemes"] = (args.scheme,)
 
