@@ -6,7 +6,9 @@ gunicorn binds 0.0.0.0:$PORT by itself when PORT is set (Heroku and friends), an
 127.0.0.1:8000 otherwise; WEB_CONCURRENCY sets the number of processes.
 """
 import os
+import signal
 
+from bingo import shutdown
 from bingo.config import ConfigError, Settings
 
 worker_class = "gthread"
@@ -31,3 +33,31 @@ logger_class = "bingo.gunicorn_logging.RedactingLogger"
 # gunicorn 24+ opens an admin socket in ~/.gunicorn; a PaaS dyno has no use for it,
 # and two gateways on one machine (tests, benchmarks) would fight over its path.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """On SIGTERM, refuse new connections at once and tell the relay the deadline.
+
+    gunicorn's gthread worker stops polling its listeners on SIGTERM but keeps them
+    open until the grace period ends, so new connections would sit unanswered in the
+    backlog; closing this process's copies makes the kernel refuse them once every
+    process has closed its own (the master closes its copies before it signals).
+    """
+    chained = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        shutdown.begin(worker.cfg.graceful_timeout)
+        worker.log.info("SIGTERM: refusing new connections; unfinished requests end within %gs", worker.cfg.graceful_timeout)
+        if callable(chained):
+            chained(signum, frame)
+        # On the worker's main loop, not in the handler: the poller may hold the listeners.
+        worker.method_queue.defer(_stop_listening, worker)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)
+
+
+def _stop_listening(worker):
+    worker.set_accept_enabled(False)
+    for listener in worker.sockets:
+        listener.close()

@@ -130,6 +130,19 @@ class UpstreamThrottled(UpstreamError):
         return {"Retry-After": str(self.retry_after), "x-should-retry": "false"}
 
 
+class ServerShuttingDown(BingoError):
+    """This process is stopping (SIGTERM) and the request cannot finish in time."""
+
+    status = 503
+    code = "server_shutting_down"
+
+    def __init__(self, message: str = "The gateway is restarting and could not finish this request; retry it.") -> None:
+        super().__init__(message)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 def error_response(exc: BingoError) -> Response:
     """Render a BingoError as a JSON response with its status and retry hints."""
     return Response(dumps(exc.to_body()), status=exc.status, headers=exc.headers(), mimetype="application/json")

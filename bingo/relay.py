@@ -17,10 +17,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import prompt, sse, tools, wire
+from . import prompt, shutdown, sse, tools, wire
 from .answer import Answer
 from .config import Settings
-from .errors import BingoError, ClientDisconnected, InvalidModelOutput, log_failure
+from .errors import (
+    BingoError,
+    ClientDisconnected,
+    InvalidModelOutput,
+    ServerShuttingDown,
+    log_failure,
+)
 from .models import Model
 from .upstream import open_turn
 from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
@@ -63,6 +69,8 @@ class TurnRelay:
     def open(self, watch: ClientWatch | None) -> None:
         """Open the upstream turn; raises a BingoError before any byte."""
         self._watch = watch
+        if shutdown.stopping():
+            raise ServerShuttingDown("The gateway is restarting; retry the request.")
         self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch))
 
     def close(self) -> None:
@@ -138,7 +146,11 @@ class TurnRelay:
 
     def _next(self, wake_at: float) -> Event | None:
         assert self._turn is not None, "open() runs first"
-        return self._turn.next(wake_at)
+        # SIGTERM may come while a turn waits: wake no later than the cut-off too.
+        event = self._turn.next(min(wake_at, shutdown.cut_at()))
+        if time.monotonic() >= shutdown.cut_at():
+            raise ServerShuttingDown()
+        return event
 
     def _ready(self) -> bool:
         ready = getattr(self._turn, "ready", None)

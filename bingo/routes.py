@@ -11,11 +11,12 @@ import socket
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import page, relay, responses, sse, wire
 from .config import Settings
-from .errors import AuthenticationFailed, ModelNotFound
+from .errors import AuthenticationFailed, InvalidRequest, ModelNotFound
 from .models import build_model_card, catalogue
 
 bp = Blueprint("gateway", __name__)
@@ -42,6 +43,7 @@ def completions(prefix: str = "") -> Response:
         legacy=not prefix.endswith("chat/"),
         deployment=deployment.group(1) if deployment else None,
         chunk_message=settings.chunk_message,
+        max_messages=settings.max_messages,
     )
     exchange = relay.Exchange(chat, settings, g.request_id)
     exchange.open(client_watch())
@@ -91,8 +93,12 @@ def read_body(settings: Settings) -> bytes:
     Werkzeug stops a chunked body at MAX_CONTENT_LENGTH without raising, which
     would hand the parser a truncated body; one more byte tells the two apart.
     """
-    raw = request.get_data(cache=False)
-    if len(raw) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1):
+    try:
+        raw = request.get_data(cache=False)
+        over = len(raw) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1)
+    except ParseException:  # gunicorn's reader: a chunk size or terminator that is not HTTP
+        raise InvalidRequest("The request body's chunked transfer encoding is malformed.") from None
+    if over:
         raise RequestEntityTooLarge()
     return raw
 
@@ -138,6 +144,10 @@ class _SocketWatch:
 
 def client_watch() -> _SocketWatch | None:
     sock = request.environ.get("gunicorn.socket")
+    if isinstance(sock, socket.socket):
+        # A client that stops reading blocks gunicorn's sendall: time it out, so the
+        # stream's close path closes the upstream (gunicorn resets it per request).
+        sock.settimeout(current_settings().write_timeout)
     return _SocketWatch(sock) if isinstance(sock, socket.socket) else None
 
 

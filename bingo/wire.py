@@ -65,6 +65,7 @@ def parse_body(raw: bytes) -> dict:
 
 def parse_request(
     body: dict, catalogue: Catalogue, *, legacy: bool, deployment: str | None = None, chunk_message: bool = True,
+    max_messages: int = 2_048,
 ) -> ChatRequest:
     """Validate an OpenAI request body; raises InvalidRequest naming the param."""
     model_name = _model_name({"model": deployment} if deployment else body)
@@ -73,7 +74,7 @@ def parse_request(
     if ("prompt" in body or legacy) and ("messages" not in body or (legacy and "prompt" in body)):
         kind, messages = "text", (Message("user", _prompt(body.get("prompt"))),)
     else:
-        kind, messages = "chat", _messages(body.get("messages"))
+        kind, messages = "chat", _messages(body.get("messages"), max_messages)
     stream = optional_bool(body, "stream")
     _check_n(body.get("n"))
     declared = tools.parse_tools(body.get("tools")) if kind == "chat" else ()
@@ -106,11 +107,16 @@ def _model_name(body: dict) -> str:
     return name
 
 
-def _messages(value: object) -> tuple[Message, ...]:
+def _messages(value: object, limit: int) -> tuple[Message, ...]:
     if value is None:
         raise InvalidRequest("'messages' is required.", param="messages")
     if not isinstance(value, list) or not value:
         raise InvalidRequest("'messages' must be a non-empty array of messages.", param="messages", code="empty_array" if value == [] else None)
+    if len(value) > limit:
+        raise InvalidRequest(
+            f"Invalid 'messages': array too long. Expected at most {limit} messages (BINGO_MAX_MESSAGES), got {len(value)}.",
+            param="messages", code="array_above_max_length",
+        )
     messages = tuple(_message(item, index) for index, item in enumerate(value))
     if not any(m.role == "user" for m in messages):
         raise InvalidRequest("'messages' must contain at least one message with role 'user'.", param="messages")

@@ -19,10 +19,12 @@ TIMEOUT_VARIABLES = {
     "BINGO_IDLE_TIMEOUT": "idle_timeout",
     "BINGO_TOTAL_TIMEOUT": "total_timeout",
     "BINGO_KEEPALIVE_SECONDS": "keepalive_seconds",
+    "BINGO_WRITE_TIMEOUT": "write_timeout",
 }
 COUNT_VARIABLES = {
     "BINGO_HISTORY_CHARS": "history_chars",
     "BINGO_MAX_BODY_BYTES": "max_body_bytes",
+    "BINGO_MAX_MESSAGES": "max_messages",
     "BINGO_RESPONSES_KEPT": "responses_kept",
 }
 
@@ -58,6 +60,8 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "history_chars": 32_000,
         "max_answer_chars": 1_000_000,
         "max_body_bytes": 4 * 1024 * 1024,
+        "max_messages": 2_048,
+        "write_timeout": 60.0,
         "api_keys": frozenset(),
         "cors_origin": "*",
         "proxy": "",
