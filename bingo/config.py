@@ -59,6 +59,7 @@ class Settings:
     no_proxy: str = ""  # hosts that bypass the proxy
     ca_bundle: str = ""  # CA file for upstream TLS; "" = certifi's bundle, as requests uses
     threads: int = 256  # gunicorn threads per process (gunicorn.conf.py reads it here)
+    max_inflight: int = 248  # answers in flight per process; past it 503 (default: threads less a reserve)
     chunk_message: bool = True  # stream chunks repeat their text in `message` (the seed's snippets)
     responses_kept: int = 1_000  # stored Responses API responses; the oldest are evicted
     log_level: str = "INFO"
@@ -103,6 +104,7 @@ class Settings:
             no_proxy=env.get("NO_PROXY", env.get("no_proxy", "")),
             ca_bundle=_ca_bundle(env),
             threads=_count(env, "BINGO_THREADS", 256),
+            max_inflight=_max_inflight(env),
             chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
             responses_kept=_count(env, "BINGO_RESPONSES_KEPT", 1_000),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
@@ -156,6 +158,16 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
         raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
+
+
+def _max_inflight(env: Mapping[str, str]) -> int:
+    """BINGO_MAX_INFLIGHT, at most BINGO_THREADS; by default a quarter of the threads,
+    at most 8, stay free for health checks and short requests while answers stream."""
+    threads = _count(env, "BINGO_THREADS", 256)
+    value = _count(env, "BINGO_MAX_INFLIGHT", threads - min(8, threads // 4))
+    if value > threads:
+        raise ConfigError(f"BINGO_MAX_INFLIGHT must be at most BINGO_THREADS ({threads}), not {value}")
+    return value
 
 
 def _locale(raw: str) -> str:

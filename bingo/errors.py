@@ -70,6 +70,22 @@ class ClientDisconnected(BingoError):
     retryable = False
 
 
+class ServerOverloaded(BingoError):
+    """This process already streams BINGO_MAX_INFLIGHT answers; refused at once, retryable."""
+
+    status = 503
+    code = "server_overloaded"
+    retry_after = 1
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The gateway is busy: {limit} answers are in flight in this process (BINGO_MAX_INFLIGHT); retry shortly."
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class UpstreamError(BingoError):
     status = 502
     type = "upstream_error"

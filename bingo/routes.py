@@ -1,28 +1,45 @@
 """HTTP surface: every POST path ending in /completions, the model list, health, CORS.
 
 Thin views: authenticate, parse, hand over to the relay. No protocol logic here.
+
+Admission lives in app hooks, not in the views, so /responses (responses.py) gets it
+too. A `before_request` takes a slot for every POST path ending in /completions or
+/responses, raising ServerOverloaded (503) at once when none is free, before the body
+is read. A stream keeps its slot until its body ends: `after_request` wraps the body
+in a generator whose `finally` gives it back (last byte, in-band error, or gunicorn
+closing it when the client goes), with the response's `call_on_close` as a backup for
+a body that never starts. Anything else (one-shot answers, errors) is complete when
+the view returns and gives its slot back in `teardown_request`. Both views call
+client_watch() right before opening the upstream turn: a client that left while its
+request waited for a thread gets 499, and nothing opens upstream.
 """
 from __future__ import annotations
 
 import hmac
 import re
 import secrets
+import select
 import socket
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import page, relay, responses, sse, wire
+from .admission import Admission, Slot
 from .config import Settings
-from .errors import AuthenticationFailed, InvalidRequest, ModelNotFound
+from .errors import AuthenticationFailed, ClientDisconnected, InvalidRequest, ModelNotFound
 from .models import build_model_card, catalogue
 
 bp = Blueprint("gateway", __name__)
 
 _OPENAPI = Path(__file__).with_name("openapi.json")
 _AZURE_DEPLOYMENT = re.compile(r"(?:^|/)deployments/([^/]+)/(?:chat/)?$")
+_ADMISSION = "bingo.admission"
+_ANSWER_PATHS = ("/completions", "/responses")  # POSTs that hold a thread while they answer
 
 
 def current_settings() -> Settings:
@@ -141,14 +158,59 @@ class _SocketWatch:
         except OSError:
             return True
 
+    def left(self) -> bool:
+        """Whether the client has closed by now; never waits, whatever the socket's timeout."""
+        poll = select.poll()
+        poll.register(self._sock, select.POLLIN)
+        return bool(poll.poll(0)) and self.gone()
+
 
 def client_watch() -> _SocketWatch | None:
+    """The client's socket, for the upstream turn to watch; called right before it opens.
+
+    Raises ClientDisconnected when the client already left (its request waited for a
+    thread, or it gave up while the body was read): no upstream turn opens for nobody.
+    """
     sock = request.environ.get("gunicorn.socket")
     if isinstance(sock, socket.socket):
         # A client that stops reading blocks gunicorn's sendall: time it out, so the
         # stream's close path closes the upstream (gunicorn resets it per request).
         sock.settimeout(current_settings().write_timeout)
-    return _SocketWatch(sock) if isinstance(sock, socket.socket) else None
+    if not isinstance(sock, socket.socket):
+        return None
+    watch = _SocketWatch(sock)
+    if watch.left():
+        raise ClientDisconnected("The client closed the connection before the answer started.")
+    return watch
+
+
+def _admit() -> None:
+    """Take an answer slot for a completion; raises ServerOverloaded when none is free."""
+    if request.method == "POST" and request.path.rstrip("/").endswith(_ANSWER_PATHS):
+        g.slot = current_app.extensions[_ADMISSION].admit()
+
+
+def _hand_over_slot(response: Response) -> Response:
+    """A stream's slot goes with its body; other responses leave theirs to teardown."""
+    slot = g.get("slot")
+    if slot is not None and response.is_streamed:
+        g.pop("slot")
+        response.response = _releasing(response.response, slot)
+        response.call_on_close(slot.release)
+    return response
+
+
+def _releasing(body: Iterable[Any], slot: Slot) -> Iterator[Any]:
+    try:
+        yield from body
+    finally:
+        slot.release()
+
+
+def _drop_slot(exc: BaseException | None) -> None:
+    slot = g.pop("slot", None)
+    if slot is not None:
+        slot.release()
 
 
 def _request_id() -> None:
@@ -186,6 +248,10 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(responses.bp)
+    app.extensions[_ADMISSION] = Admission(app.config["BINGO"].max_inflight)
     app.before_request(_request_id)
     app.before_request(_preflight)
+    app.before_request(_admit)
     app.after_request(_cors)
+    app.after_request(_hand_over_slot)
+    app.teardown_request(_drop_slot)

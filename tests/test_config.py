@@ -68,6 +68,7 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "no_proxy": "",
         "ca_bundle": "",
         "threads": 256,
+        "max_inflight": 248,
         "chunk_message": True,
         "responses_kept": 1_000,
         "log_level": "INFO",
