@@ -28,6 +28,7 @@ from .errors import (
     log_failure,
 )
 from .models import Model
+from .tools import ToolChoice
 from .upstream import open_turn
 from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
 from .wire import ChatRequest, Message
@@ -65,6 +66,7 @@ class TurnRelay:
         self._turn: Turn | None = None
         self._watch: ClientWatch | None = None
         self._quiet = False  # one-shot: events are taken, not rendered
+        self._corrected = False  # the one corrective turn has been opened
 
     def open(self, watch: ClientWatch | None) -> None:
         """Open the upstream turn; raises a BingoError before any byte."""
@@ -160,6 +162,27 @@ class TurnRelay:
         self.clock.wrote()
         return text
 
+    def _settle(self, answer: Answer, choice: ToolChoice) -> bool:
+        """Whether `answer` is complete and right; opens the corrective turn when it is wrong.
+
+        The corrective turn is the conversation again, with that answer and what was
+        wrong with it. Raises InvalidModelOutput when the corrective answer is wrong too.
+        """
+        if not answer.finish_reason:
+            return False
+        if answer.problem is None:
+            return True
+        if self._corrected:
+            raise InvalidModelOutput(tools.failure(answer.problem))
+        log.info("request %s: %s; corrective turn", self.request_id, answer.problem)
+        self._corrected = True
+        self.close()
+        correction = tools.correction(answer.problem, choice)
+        self._messages += (Message("assistant", answer.text), Message("user", correction))
+        self.open(self._watch)
+        answer.restart()
+        return False
+
     # -- what a subclass says ---------------------------------------------------------
 
     def _settled(self) -> bool:
@@ -198,7 +221,6 @@ class Exchange(TurnRelay):
         )
         super().__init__(settings, request_id, chat.model, messages)
         self.chat = chat
-        self._corrected = False
         self._calls_sent = 0
         self._answer = Answer(chat)
         self._ids = wire.new_ids(chat)
@@ -214,22 +236,7 @@ class Exchange(TurnRelay):
         )
 
     def _settled(self) -> bool:
-        """Whether the answer is complete and right; opens the corrective turn when it is wrong."""
-        answer = self._answer
-        if not answer.finish_reason:
-            return False
-        if answer.problem is None:
-            return True
-        if self._corrected:
-            raise InvalidModelOutput(tools.failure(answer.problem))
-        log.info("request %s: %s; corrective turn", self.request_id, answer.problem)
-        self._corrected = True
-        self.close()
-        correction = tools.correction(answer.problem, self.chat.tool_choice)
-        self._messages += (Message("assistant", answer.text), Message("user", correction))
-        self.open(self._watch)
-        answer.restart()
-        return False
+        return self._settle(self._answer, self.chat.tool_choice)
 
     def _preamble(self) -> str:
         role = wire.build_role_chunk(self.chat, self._ids)

@@ -14,7 +14,7 @@ from . import routes, sse, wire
 from .errors import BingoError
 from .models import catalogue
 from .responses_run import ResponseRun
-from .responses_wire import messages_for, parse_request
+from .responses_wire import history_messages, messages_for, parse_request
 from .store import ResponseStore, make_store
 
 bp = Blueprint("responses", __name__)
@@ -55,7 +55,7 @@ def create_response(prefix: str = "") -> Response:
                 f"Previous response with id '{request.previous_response_id}' not found.",
                 param="previous_response_id", code="previous_response_not_found",
             )
-        history = tuple(wire.Message(role, content) for role, content in record["history"])
+        history = history_messages(record["history"])
     run = ResponseRun(request, messages_for(request, history), history, settings, g.request_id, response_store())
     run.open(routes.client_watch())
     if not request.stream:

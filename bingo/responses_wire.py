@@ -1,24 +1,29 @@
 """The Responses API wire format: parse a request into messages, build the bodies.
 
 Pure functions over plain values, like `wire.py` for the completions APIs: no
-Flask, no sockets. A request becomes the same `Message` tuple chat builds, so the
-upstream answers it exactly as it answers a chat request; every 400 names its param.
+Flask, no sockets. A request becomes the same `Message` tuple chat builds (earlier
+function calls and their outputs included), and its function tools and `text.format`
+the same ToolChoice/ResponseFormat values, so the upstream answers it exactly as it
+answers a chat request; every 400 names its param.
 """
 from __future__ import annotations
 
-import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import prompt, tools
 from .errors import InvalidRequest
 from .models import DEFAULT_NAME, Catalogue, Model
+from .tools import NONE, ResponseFormat, Tool, ToolCall, ToolChoice
 from .wire import MAX_MODEL_CHARS, Message, estimate_tokens, optional_bool
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text", "summary_text": "text", "refusal": "refusal"}
 _FORMATS = ("text", "json_object", "json_schema")
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # a json_schema format's name, as OpenAI allows it
 MAX_METADATA_KEYS = 16
 
 
@@ -34,22 +39,22 @@ class ResponsesRequest:
     store: bool = True
     previous_response_id: str | None = None
     max_output_tokens: int | None = None
-    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
+    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})  # as sent: echoed
+    response_format: ResponseFormat | None = None  # text.format as chat's response_format; None: text
     metadata: dict[str, str] = field(default_factory=dict)
-    tools: list[Any] = field(default_factory=list)
-    tool_choice: Any = "auto"
+    tools: list[Any] = field(default_factory=list)  # as sent: echoed
+    declared: tuple[Tool, ...] = ()  # the function tools, parsed
+    tool_choice: Any = "auto"  # as sent: echoed
+    choice: ToolChoice = NONE  # "none" whenever no tools are declared
+    parallel_tool_calls: bool = True
     echo: dict[str, Any] = field(default_factory=dict)  # accepted, not acted on, echoed back
 
 
 def parse_request(body: dict, catalogue: Catalogue) -> ResponsesRequest:
     """Validate a Responses API body; raises InvalidRequest naming the param."""
     model_name = _model_name(body.get("model"))
-    tools = _list(body, "tools")
-    tool_choice = body.get("tool_choice", "auto")
-    if tool_choice == "required" or isinstance(tool_choice, dict):
-        # NEXT STEP (issue #10): function tools are emulated by bingo/tools.py; until it is
-        # wired in here, a request that demands a call is refused rather than answered in text.
-        raise InvalidRequest("This gateway cannot force a tool call yet; use tool_choice 'auto' or 'none'.", param="tool_choice")
+    declared = _tools(body.get("tools"))
+    text_format = _text_format(body.get("text"))
     return ResponsesRequest(
         model_name=model_name,
         model=catalogue.resolve(model_name),
@@ -59,35 +64,58 @@ def parse_request(body: dict, catalogue: Catalogue) -> ResponsesRequest:
         store=optional_bool(body, "store", default=True),
         previous_response_id=_optional_str(body, "previous_response_id") or None,
         max_output_tokens=_max_output_tokens(body.get("max_output_tokens")),
-        text_format=_text_format(body.get("text")),
+        text_format=text_format,
+        response_format=_response_format(text_format),
         metadata=_metadata(body.get("metadata")),
-        tools=tools,
-        tool_choice=tool_choice,
-        echo={
-            "temperature": body.get("temperature"),
-            "top_p": body.get("top_p"),
-            "parallel_tool_calls": body.get("parallel_tool_calls", True),
-            "user": body.get("user"),
-        },
+        tools=body.get("tools") or [],
+        declared=declared,
+        tool_choice=body.get("tool_choice") or "auto",
+        choice=tools.parse_tool_choice(body.get("tool_choice"), declared),
+        parallel_tool_calls=tools.parse_parallel(body.get("parallel_tool_calls")),
+        echo={"temperature": body.get("temperature"), "top_p": body.get("top_p"), "user": body.get("user")},
     )
 
 
 def messages_for(request: ResponsesRequest, history: tuple[Message, ...]) -> tuple[Message, ...]:
-    """What goes upstream: instructions as the system message, the history, this turn."""
-    system = [request.instructions] if request.instructions else []
-    if request.text_format["type"] != "text":
-        system.append(_format_instruction(request.text_format))
-    messages = (*(Message("system", s) for s in system), *history, *request.input)
+    """What goes upstream: instructions as the system message, the history, this turn.
+
+    Earlier function calls and their outputs, the declared tools and the JSON format
+    are written in as chat writes them (`prompt.with_tools`). Raises InvalidRequest
+    when an output answers a call that no earlier item made.
+    """
+    system = (Message("system", request.instructions),) if request.instructions else ()
+    conversation = (*history, *request.input)
+    called: set[str] = set()
+    for message in conversation:
+        called.update(call.id for call in message.tool_calls)
+        if message.tool_call_id is not None and message.tool_call_id not in called:
+            raise InvalidRequest(
+                f"No function call found for the function_call_output with call_id '{message.tool_call_id}'.",
+                param="input",
+            )
+    messages = prompt.with_tools(
+        (*system, *conversation), request.declared, request.choice, request.parallel_tool_calls, request.response_format,
+    )
     if not any(m.role == "user" for m in messages):
         raise InvalidRequest("'input' must contain at least one user message.", param="input")
     return messages
 
 
-def _format_instruction(text_format: dict[str, Any]) -> str:
-    said = "Reply with one valid JSON object and nothing else: no prose, no markdown, no code fences."
-    if text_format["type"] == "json_schema" and "schema" in text_format:
-        said += " The object must match this JSON schema: " + json.dumps(text_format["schema"], ensure_ascii=False)
-    return said
+def history_rows(messages: tuple[Message, ...]) -> list[list[Any]]:
+    """A conversation as JSON-able rows for the store: [role, content], plus calls and call id when there are."""
+    rows: list[list[Any]] = []
+    for m in messages:
+        extra = [[[c.id, c.name, c.arguments] for c in m.tool_calls], m.tool_call_id] if m.tool_calls or m.tool_call_id else []
+        rows.append([m.role, m.content, *extra])
+    return rows
+
+
+def history_messages(rows: list[list[Any]]) -> tuple[Message, ...]:
+    """The conversation `history_rows` stored."""
+    return tuple(
+        Message(row[0], row[1], tuple(ToolCall(*c) for c in row[2]), row[3]) if len(row) > 2 else Message(row[0], row[1])
+        for row in rows
+    )
 
 
 def _model_name(name: object) -> str:
@@ -105,8 +133,18 @@ def _input(value: object) -> tuple[Message, ...]:
         raise InvalidRequest("'input' is required: a string or an array of input items.", param="input")
     if not isinstance(value, list) or not value:
         raise InvalidRequest("'input' must be a string or a non-empty array of input items.", param="input")
-    messages = (_item(item, f"input[{i}]") for i, item in enumerate(value))
-    return tuple(m for m in messages if m is not None)
+    messages: list[Message] = []
+    for i, item in enumerate(value):
+        message = _item(item, f"input[{i}]")
+        if message is None:
+            continue
+        last = messages[-1] if messages else None
+        if message.tool_calls and last is not None and last.role == "assistant" and last.tool_call_id is None:
+            # Calls after the assistant's prose (or after other calls) are one turn, as chat has it.
+            messages[-1] = Message("assistant", last.content, (*last.tool_calls, *message.tool_calls))
+        else:
+            messages.append(message)
+    return tuple(messages)
 
 
 def _item(item: object, param: str) -> Message | None:
@@ -120,14 +158,11 @@ def _item(item: object, param: str) -> Message | None:
         return Message(role, _content(item.get("content"), f"{param}.content"))
     if kind == "reasoning":
         return None  # an earlier answer's reasoning: not part of the conversation
-    # NEXT STEP (issue #10): bingo/tools.py owns how tool calls and results are shown
-    # to the upstream; until it is wired in, they travel as plain transcript lines.
     if kind == "function_call":
-        return Message("assistant", f"(called the function {_str(item, 'name', param)} with {_str(item, 'arguments', param)})")
+        call = ToolCall(_str(item, "call_id", param), _str(item, "name", param), _str(item, "arguments", param))
+        return Message("assistant", "", tool_calls=(call,))
     if kind == "function_call_output":
-        output = item.get("output")
-        text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-        return Message("user", f"(result of the function call {_str(item, 'call_id', param)}: {text})")
+        return Message("tool", _content(item.get("output"), f"{param}.output"), tool_call_id=_str(item, "call_id", param))
     raise InvalidRequest(f"'{param}' has type '{kind}'; this gateway accepts message, function_call and function_call_output items.", param=param)
 
 
@@ -147,8 +182,8 @@ def _content(value: object, param: str) -> str:
 
 def _str(item: dict, key: str, param: str) -> str:
     value = item.get(key)
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{param}.{key}' must be a string.", param=f"{param}.{key}")
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{param}.{key}' must be a non-empty string.", param=f"{param}.{key}")
     return value
 
 
@@ -159,13 +194,25 @@ def _optional_str(body: dict, name: str) -> str | None:
     return value
 
 
-def _list(body: dict, name: str) -> list[Any]:
-    value = body.get(name)
+def _tools(value: object) -> tuple[Tool, ...]:
+    """Function tools in the Responses shape: {"type": "function", "name", "description", "parameters", "strict"}."""
     if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) and isinstance(v.get("type"), str) for v in value):
-        raise InvalidRequest(f"'{name}' must be an array of objects with a 'type'.", param=name)
-    return value
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest("'tools' must be an array of function tools.", param="tools")
+    declared = []
+    for index, item in enumerate(value):
+        where = f"tools[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'{where}' must be an object like {{\"type\": \"function\", \"name\": ...}}.", param=where)
+        if item.get("type") != "function":
+            raise InvalidRequest(f"'{where}.type' must be 'function': this gateway emulates function tools only.", param=f"{where}.type")
+        declared.append(tools.parse_function(item, where))
+    names = [tool.name for tool in declared]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise InvalidRequest(f"'tools' declares the function '{name}' twice.", param=f"tools[{index}]")
+    return tuple(declared)
 
 
 def _max_output_tokens(value: object) -> int | None:
@@ -182,9 +229,22 @@ def _text_format(value: object) -> dict[str, Any]:
     fmt = value.get("format", {"type": "text"}) if isinstance(value, dict) else None
     if not isinstance(fmt, dict) or fmt.get("type") not in _FORMATS:
         raise InvalidRequest("'text.format.type' must be text, json_object or json_schema.", param="text.format")
-    if fmt["type"] == "json_schema" and not isinstance(fmt.get("schema"), dict):
-        raise InvalidRequest("'text.format.schema' must be a JSON schema object.", param="text.format.schema")
+    if fmt["type"] == "json_schema":
+        if not isinstance(fmt.get("name"), str) or not _NAME.fullmatch(fmt["name"]):
+            raise InvalidRequest("'text.format.name' must be 1 to 64 letters, digits, '_' or '-'.", param="text.format.name")
+        tools.check_schema(fmt.get("schema"), "text.format.schema")
+        if fmt.get("strict") is not None and not isinstance(fmt["strict"], bool):
+            raise InvalidRequest("'text.format.strict' must be true or false.", param="text.format.strict")
     return fmt
+
+
+def _response_format(fmt: dict[str, Any]) -> ResponseFormat | None:
+    """text.format as chat's response_format: the Answer checks the JSON as it does for chat."""
+    if fmt["type"] == "json_object":
+        return ResponseFormat("json_object")
+    if fmt["type"] == "json_schema":
+        return ResponseFormat("json_schema", fmt["name"], fmt["schema"], bool(fmt.get("strict")))
+    return None
 
 
 def _metadata(value: object) -> dict[str, str]:
@@ -219,7 +279,7 @@ def build_response(
         "max_output_tokens": request.max_output_tokens,
         "model": request.model_name,
         "output": output,
-        "parallel_tool_calls": request.echo["parallel_tool_calls"],
+        "parallel_tool_calls": request.parallel_tool_calls,
         "previous_response_id": request.previous_response_id,
         "reasoning": {"effort": None, "summary": None},
         "store": request.store,
@@ -243,6 +303,13 @@ def build_message(item_id: str, text: str | None, status: str) -> dict[str, Any]
 
 def build_text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def build_function_call(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
+    """A function_call item; while in progress its arguments are still "" (they follow as deltas)."""
+    arguments = call.arguments if status == "completed" else ""
+    return {"id": item_id, "type": "function_call", "status": status, "arguments": arguments,
+            "call_id": call.id, "name": call.name}
 
 
 def build_reasoning(item_id: str, summary: str | None, status: str) -> dict[str, Any]:
