@@ -12,4 +12,13 @@ fi
 if [ ! -d tests/.openai028/openai ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --target tests/.openai028 "openai==0.28.1"
 fi
+# openai-agents pins an older websockets than the sandbox uses, and pydantic-ai brings
+# a tree of its own: each gets a directory beside the venv (tests/test_agents.py,
+# tests/test_pydantic_ai.py run them in a subprocess).
+if [ ! -d tests/.agents/agents ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --target tests/.agents "openai-agents>=0.2"
+fi
+if [ ! -d tests/.pydantic_ai/pydantic_ai ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --target tests/.pydantic_ai "pydantic-ai-slim[openai]>=1.0"
+fi
 exec "$venv/bin/python" -m pytest "$@"
