@@ -92,13 +92,19 @@ def trickling_server(reply: bytes, every: float):
 
 def test_a_trickled_101_cannot_hold_the_thread_past_the_connect_timeout(settings, sandbox):
     reply = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + b"X-Pad: y\r\n" * 50
+    assert_cut_at_one_second(reply, lambda port: with_settings(
+        settings, chathub_url=f"ws://127.0.0.1:{port}/sydney/ChatHub", connect_timeout=1.0,
+    ), "Creative", "BINGO_CONNECT_TIMEOUT")
+
+
+def assert_cut_at_one_second(reply: bytes, settings_for, model: str, match: str) -> None:
+    """A server trickling `reply` a byte every 0.2 s; the turn must fail at the 1 s bound."""
     listener, done = trickling_server(reply, 0.2)
     try:
-        port = listener.getsockname()[1]
-        slow = with_settings(settings, chathub_url=f"ws://127.0.0.1:{port}/sydney/ChatHub", connect_timeout=1.0)
+        slow = settings_for(listener.getsockname()[1])
         started = time.monotonic()
-        with pytest.raises(errors.UpstreamTimeout, match="BINGO_CONNECT_TIMEOUT"):
-            open_turn(slow, turn_request("Creative", "trickle"))
+        with pytest.raises(errors.UpstreamTimeout, match=match):
+            open_turn(slow, turn_request(model, "trickle"))
         assert time.monotonic() - started < 2.0, "a per-read timeout would wait out every byte"
     finally:
         done.set()
@@ -107,16 +113,9 @@ def test_a_trickled_101_cannot_hold_the_thread_past_the_connect_timeout(settings
 
 def test_a_trickled_rest_reply_cannot_hold_the_thread_past_the_connect_timeout(settings, sandbox):
     reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"X-Pad: y\r\n" * 50
-    listener, done = trickling_server(reply, 0.2)
-    try:
-        slow = with_settings(settings, copilot_url=f"http://127.0.0.1:{listener.getsockname()[1]}", connect_timeout=1.0)
-        started = time.monotonic()
-        with pytest.raises(errors.UpstreamTimeout, match="timed out after 1 s"):
-            open_turn(slow, turn_request("copilot", "trickle"))
-        assert time.monotonic() - started < 2.0, "a per-read timeout would wait out every byte"
-    finally:
-        done.set()
-        listener.close()
+    assert_cut_at_one_second(reply, lambda port: with_settings(
+        settings, copilot_url=f"http://127.0.0.1:{port}", connect_timeout=1.0,
+    ), "copilot", "timed out after 1 s")
     # The pool is not poisoned: the next create, to the sandbox, works.
     assert deltas(read_turn(open_turn(settings, turn_request("copilot", "after")))) == copilot_answer_for("after").text
 
