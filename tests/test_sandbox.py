@@ -1118,6 +1118,11 @@ def test_copilot_empty_challenge_comes_mid_turn_and_nothing_waits(sandbox):
     ws.close()
     assert texts(events + rest) == copilot_answer_for(prompt).text
     assert INVALID_EVENT not in rest
+    # The answer does not wait for the response, so the server may record it a
+    # moment after `done` went out: wait for it, boundedly.
+    deadline = time.monotonic() + 2.0
+    while sandbox.received[-1][-1].get("event") != "challengeResponse" and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert sandbox.received[-1][-1] == {
         "event": "challengeResponse",
         "token": "",
