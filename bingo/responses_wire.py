@@ -196,23 +196,7 @@ def _optional_str(body: dict, name: str) -> str | None:
 
 def _tools(value: object) -> tuple[Tool, ...]:
     """Function tools in the Responses shape: {"type": "function", "name", "description", "parameters", "strict"}."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise InvalidRequest("'tools' must be an array of function tools.", param="tools")
-    declared = []
-    for index, item in enumerate(value):
-        where = f"tools[{index}]"
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"'{where}' must be an object like {{\"type\": \"function\", \"name\": ...}}.", param=where)
-        if item.get("type") != "function":
-            raise InvalidRequest(f"'{where}.type' must be 'function': this gateway emulates function tools only.", param=f"{where}.type")
-        declared.append(tools.parse_function(item, where))
-    names = [tool.name for tool in declared]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise InvalidRequest(f"'tools' declares the function '{name}' twice.", param=f"tools[{index}]")
-    return tuple(declared)
+    return tools.parse_tools(value, "tools", flat=True)
 
 
 def _max_output_tokens(value: object) -> int | None:

@@ -83,19 +83,27 @@ class BadOutput(ValueError):
 # -- request ------------------------------------------------------------------------
 
 
-def parse_tools(value: object, param: str = "tools") -> tuple[Tool, ...]:
-    """Chat Completions' `tools`: function tools only; [] and null mean none."""
+def parse_tools(value: object, param: str = "tools", *, flat: bool = False) -> tuple[Tool, ...]:
+    """`tools`: function tools only; [] and null mean none.
+
+    Chat Completions nests the definition (`{"type": "function", "function": {...}}`);
+    the Responses API puts it flat in the item (`flat=True`).
+    """
     if value is None:
         return ()
     if not isinstance(value, list):
         raise InvalidRequest(f"'{param}' must be an array of function tools.", param=param)
+    shape = '"name": ...' if flat else '"function": {...}'
     tools = []
     for index, item in enumerate(value):
         where = f"{param}[{index}]"
         if not isinstance(item, dict):
-            raise InvalidRequest(f"'{where}' must be an object like {{\"type\": \"function\", \"function\": {{...}}}}.", param=where)
+            raise InvalidRequest(f"'{where}' must be an object like {{\"type\": \"function\", {shape}}}.", param=where)
         if item.get("type") != "function":
             raise InvalidRequest(f"'{where}.type' must be 'function': this gateway emulates function tools only.", param=f"{where}.type")
+        if flat:
+            tools.append(parse_function(item, where))
+            continue
         if not isinstance(item.get("function"), dict):
             raise InvalidRequest(f"'{where}.function' must be an object with a 'name'.", param=f"{where}.function")
         tools.append(parse_function(item["function"], f"{where}.function"))

@@ -42,8 +42,8 @@ class Step:
 class Opening:
     """Where the websocket is, as the REST leg found out."""
 
-    url: str
-    headers: dict[str, str]
+    url: str = field(repr=False)  # may carry the access token
+    headers: dict[str, str] = field(repr=False)  # carry the cookies
 
 
 class Adapter(Protocol):
@@ -70,7 +70,11 @@ def open_turn(settings: Settings, adapter: Adapter, watch: ClientWatch | None) -
     """Run the turn up to the question sent; raises a BingoError, leaving nothing open."""
     opening = adapter.create()
     ws = open_websocket(settings, adapter.upstream, opening.url, opening.headers, adapter.what)
-    turn = WebsocketTurn(ws, adapter, settings, watch)
+    try:
+        turn = WebsocketTurn(ws, adapter, settings, watch)
+    except BaseException:
+        close_websocket(ws)
+        raise
     try:
         turn.open(time.monotonic() + settings.connect_timeout, settings.connect_timeout)
     except BaseException:

@@ -129,6 +129,7 @@ def open_websocket(
             header=[f"{k}: {v}" for k, v in headers.items() if k.lower() != "origin"],
         )
     except websocket.WebSocketBadStatusException as exc:
+        _close_quietly(holder[0])
         raise failures.for_status(upstream, exc.status_code, what, _header(exc, "retry-after")) from exc
     except (OSError, websocket.WebSocketException) as exc:
         _close_quietly(holder[0])
