@@ -28,11 +28,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from . import routes
     from .errors import register_error_handlers
+    from .state import EXTENSION, open_store
 
     settings = settings or Settings.from_env(os.environ)
     _configure_logging(settings)
     app = Flask(__name__)
     app.config["BINGO"] = settings
+    app.extensions[EXTENSION] = open_store(settings)  # fails start-up naming REDIS_URL
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
     app.wsgi_app = _MergeSlashes(app.wsgi_app)  # type: ignore[method-assign]

@@ -62,6 +62,7 @@ class Settings:
     max_inflight: int = 248  # answers in flight per process; past it 503 (default: threads less a reserve)
     chunk_message: bool = True  # stream chunks repeat their text in `message` (the seed's snippets)
     responses_kept: int = 1_000  # stored Responses API responses; the oldest are evicted
+    redis_url: str = ""  # shared state across processes; "" = in this process (repr drops the password)
     log_level: str = "INFO"
 
     @property
@@ -107,6 +108,7 @@ class Settings:
             max_inflight=_max_inflight(env),
             chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
             responses_kept=_count(env, "BINGO_RESPONSES_KEPT", 1_000),
+            redis_url=_redis_url(env),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
 
@@ -227,6 +229,23 @@ def _ca_bundle(env: Mapping[str, str]) -> str:
                 raise ConfigError(f"{name} must name a readable CA bundle file, not {value!r}")
             return value
     return ""
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    """REDIS_URL as Heroku and redis-py write it: redis:// or rediss://[user:password@]host[:port][/db]."""
+    value = env.get("REDIS_URL", "").strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    db = parts.path.lstrip("/")
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok or not (db == "" or db.isdigit()):
+        shown = f"{parts.scheme}://{parts.hostname or ''}..." if "://" in value else "a bare host"  # no password
+        raise ConfigError(f"REDIS_URL must look like redis://[:password@]host:6379[/db] or rediss://..., not {shown}")
+    return value
 
 
 def _log_level(raw: str) -> str:

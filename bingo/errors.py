@@ -86,6 +86,22 @@ class ServerOverloaded(BingoError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class StateStoreUnavailable(BingoError):
+    """The shared state (Redis at REDIS_URL) did not answer: refused rather than served
+    unpaced, since pacing, cool-downs and leases live there. Retryable."""
+
+    status = 503
+    code = "state_store_unavailable"
+    retry_after = 5
+
+    def __init__(self, message: str = "The gateway's shared state (Redis, REDIS_URL) is unreachable; "
+                 "requests are refused until it answers again. Check the Redis server; retry shortly.") -> None:
+        super().__init__(message)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class UpstreamError(BingoError):
     status = 502
     type = "upstream_error"

@@ -71,6 +71,7 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "max_inflight": 248,
         "chunk_message": True,
         "responses_kept": 1_000,
+        "redis_url": "",
         "log_level": "INFO",
     }
 

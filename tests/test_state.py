@@ -1,0 +1,318 @@
+"""The shared-state contract: the same tests run against every StateStore backend.
+
+Short TTLs and a short sliding window (the stores take `window`; production's is
+60 s) keep the expiry tests real but fast: they sleep past a deadline and look.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from bingo.config import ConfigError, Settings
+from bingo.errors import StateStoreUnavailable, error_response
+from bingo.state import Health, StateStore, Token, Usage, open_store
+from bingo.state.memory import MemoryStore
+
+WINDOW = 0.6  # seconds: the sliding window the tests run with
+StoreFactory = Callable[..., StateStore]
+
+
+@pytest.fixture(params=["memory"])
+def make_store(request: pytest.FixtureRequest) -> StoreFactory:
+    """A factory of fresh stores on one backend: make_store(window=..., responses_kept=...)."""
+    def make(window: float = WINDOW, responses_kept: int = 1_000) -> StateStore:
+        return MemoryStore(responses_kept=responses_kept, window=window)
+    return make
+
+
+@pytest.fixture()
+def store(make_store: StoreFactory) -> StateStore:
+    return make_store()
+
+
+# -- pacing -------------------------------------------------------------------
+def test_take_slot_grants_up_to_concurrency_then_waits_for_the_soonest_lease(store: StateStore) -> None:
+    leases = [store.take_slot("a", 2, 100, 5.0).lease for _ in range(2)]
+    refused = store.take_slot("a", 2, 100, 5.0)
+    assert all(leases) and len(set(leases)) == 2
+    assert refused.lease is None
+    assert 4.0 < refused.retry_after <= 5.0
+    assert store.usage("a") == Usage(in_flight=2, last_minute=2)
+
+
+def test_take_slot_is_per_account(store: StateStore) -> None:
+    assert store.take_slot("a", 1, 100, 5.0).lease
+    assert store.take_slot("b", 1, 100, 5.0).lease
+    assert store.take_slot("a", 1, 100, 5.0).lease is None
+
+
+def test_release_frees_the_slot_and_is_idempotent(store: StateStore) -> None:
+    lease = store.take_slot("a", 1, 100, 5.0).lease
+    assert lease
+    store.release("a", lease)
+    store.release("a", lease)
+    store.release("a", "no-such-lease")
+    assert store.usage("a") == Usage(in_flight=0, last_minute=1)
+    assert store.take_slot("a", 1, 100, 5.0).lease
+
+
+def test_lease_expires_so_a_crashed_holder_frees_its_slot(store: StateStore) -> None:
+    assert store.take_slot("a", 1, 100, 0.3).lease  # never released
+    assert store.take_slot("a", 1, 100, 0.3).lease is None
+    time.sleep(0.4)
+    assert store.usage("a").in_flight == 0
+    assert store.take_slot("a", 1, 100, 0.3).lease
+
+
+def test_sliding_window_counts_turns_and_says_when_one_leaves(store: StateStore) -> None:
+    for _ in range(2):
+        lease = store.take_slot("a", 10, 2, 5.0).lease
+        assert lease
+        store.release("a", lease)
+    refused = store.take_slot("a", 10, 2, 5.0)
+    assert refused.lease is None
+    assert 0.3 < refused.retry_after <= WINDOW
+    assert store.usage("a") == Usage(in_flight=0, last_minute=2)
+    time.sleep(refused.retry_after + 0.05)
+    assert store.usage("a").last_minute == 0
+    assert store.take_slot("a", 10, 2, 5.0).lease
+
+
+def test_sliding_window_slides_one_turn_at_a_time(store: StateStore) -> None:
+    assert store.take_slot("a", 10, 2, 5.0).lease
+    time.sleep(WINDOW / 2)
+    assert store.take_slot("a", 10, 2, 5.0).lease
+    refused = store.take_slot("a", 10, 2, 5.0)
+    assert refused.lease is None and refused.retry_after <= WINDOW / 2 + 0.05
+    time.sleep(refused.retry_after + 0.05)  # the first turn left, the second has not
+    assert store.usage("a").last_minute == 1
+    assert store.take_slot("a", 10, 2, 5.0).lease
+    assert store.take_slot("a", 10, 2, 5.0).lease is None
+
+
+def test_a_refused_take_counts_nothing(store: StateStore) -> None:
+    assert store.take_slot("a", 1, 100, 5.0).lease
+    for _ in range(3):
+        assert store.take_slot("a", 1, 100, 5.0).lease is None
+    assert store.usage("a") == Usage(in_flight=1, last_minute=1)
+
+
+def test_concurrency_cap_holds_across_threads(store: StateStore) -> None:
+    granted: list[str] = []
+    start = threading.Barrier(8)
+
+    def take() -> None:
+        start.wait(timeout=5)
+        lease = store.take_slot("a", 3, 100, 5.0).lease
+        if lease:
+            granted.append(lease)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert len(granted) == 3
+    assert store.usage("a").in_flight == 3
+
+
+# -- health -------------------------------------------------------------------
+def test_healthy_account_has_no_entry(store: StateStore) -> None:
+    assert store.health("a") is None
+    assert store.last_error("a") == ""
+
+
+def test_cooling_blocks_take_slot_until_it_expires(store: StateStore) -> None:
+    cooling = Health("cooling", until=time.time() + 0.4, reason="429 throttled")
+    store.set_health("a", cooling)
+    assert store.health("a") == cooling
+    refused = store.take_slot("a", 4, 100, 5.0)
+    assert refused.lease is None and 0.2 < refused.retry_after <= 0.4
+    assert store.usage("a").last_minute == 0
+    time.sleep(0.5)
+    assert store.health("a") is None
+    assert store.take_slot("a", 4, 100, 5.0).lease
+
+
+def test_attention_stays_until_cleared_and_leaves_pacing_to_the_pool(store: StateStore) -> None:
+    attention = Health("attention", reason="CAPTCHA", fingerprint="f1")
+    store.set_health("a", attention)
+    assert store.health("a") == attention
+    assert store.take_slot("a", 4, 100, 5.0).lease
+    store.set_health("a", None)
+    assert store.health("a") is None
+
+
+def test_health_is_replaced_not_merged(store: StateStore) -> None:
+    store.set_health("a", Health("attention", reason="CAPTCHA", fingerprint="f1"))
+    later = Health("cooling", until=time.time() + 30, reason="throttled")
+    store.set_health("a", later)
+    assert store.health("a") == later
+
+
+def test_note_error_keeps_the_last_one(store: StateStore) -> None:
+    store.note_error("a", "first")
+    store.note_error("a", "502 from upstream")
+    assert store.last_error("a") == "502 from upstream"
+    assert store.last_error("b") == ""
+
+
+# -- tokens -------------------------------------------------------------------
+def test_token_is_cached_until_it_expires(store: StateStore) -> None:
+    assert store.token("a") is None
+    token = Token("secret-access-token", expires_at=time.time() + 0.4)
+    store.put_token("a", token)
+    assert store.token("a") == token
+    assert store.token("b") is None
+    time.sleep(0.5)
+    assert store.token("a") is None
+
+
+def test_token_repr_hides_the_value() -> None:
+    assert "secret" not in repr(Token("secret-access-token", expires_at=1.0))
+
+
+def test_refresh_token_keeps_the_newest(store: StateStore) -> None:
+    assert store.refresh_token("a") is None
+    store.put_refresh_token("a", "rt-1")
+    store.put_refresh_token("a", "rt-2")
+    assert store.refresh_token("a") == "rt-2"
+    assert store.refresh_token("b") is None
+
+
+def test_lock_excludes_other_threads(store: StateStore) -> None:
+    holders, most, total = [0], [0], [0]
+
+    def work() -> None:
+        for _ in range(5):
+            with store.lock("refresh:a", timeout=5.0):
+                holders[0] += 1
+                most[0] = max(most[0], holders[0])
+                seen = total[0]
+                time.sleep(0.002)
+                total[0] = seen + 1
+                holders[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert (most[0], total[0]) == (1, 20)
+
+
+def test_lock_wait_is_bounded(store: StateStore) -> None:
+    with store.lock("refresh:a", timeout=5.0):
+        started = time.monotonic()
+        with pytest.raises(TimeoutError), store.lock("refresh:a", timeout=0.3):
+            pass
+        assert 0.25 < time.monotonic() - started < 2.0
+    with store.lock("refresh:a", timeout=0.3):
+        pass
+
+
+def test_lock_expires_so_a_crashed_holder_frees_it(store: StateStore) -> None:
+    crashed = store.lock("refresh:a", timeout=0.3)
+    crashed.__enter__()  # never exited (kept referenced, so never collected either)
+    started = time.monotonic()
+    with store.lock("refresh:a", timeout=2.0):
+        waited = time.monotonic() - started
+    assert 0.1 < waited < 1.0
+    del crashed
+
+
+def test_locks_with_different_names_are_independent(store: StateStore) -> None:
+    with store.lock("refresh:a", timeout=5.0), store.lock("refresh:b", timeout=0.2):
+        pass
+
+
+# -- API keys -----------------------------------------------------------------
+def test_hit_key_allows_rpm_then_says_when(store: StateStore) -> None:
+    assert [store.hit_key("k1", 2) for _ in range(2)] == [0.0, 0.0]
+    wait = store.hit_key("k1", 2)
+    assert 0.4 < wait <= WINDOW
+    assert store.hit_key("k2", 2) == 0.0
+    time.sleep(wait + 0.05)
+    assert store.hit_key("k1", 2) == 0.0
+
+
+def test_hit_key_refusals_do_not_extend_the_wait(store: StateStore) -> None:
+    assert store.hit_key("k1", 1) == 0.0
+    first = store.hit_key("k1", 1)
+    time.sleep(0.1)
+    assert store.hit_key("k1", 1) <= first - 0.05
+    time.sleep(first)
+    assert store.hit_key("k1", 1) == 0.0
+
+
+# -- Responses API ------------------------------------------------------------
+RECORD = {"response": {"id": "resp_1", "output": [{"type": "message"}]}, "history": [["user", "hi"]]}
+
+
+def test_responses_round_trip(store: StateStore) -> None:
+    assert store.get_response("resp_1") is None
+    store.put_response("resp_1", RECORD)
+    assert store.get_response("resp_1") == RECORD
+    assert store.delete_response("resp_1") is True
+    assert store.delete_response("resp_1") is False
+    assert store.get_response("resp_1") is None
+
+
+def test_responses_past_the_bound_evict_the_oldest(make_store: StoreFactory) -> None:
+    store = make_store(responses_kept=2)
+    for n in range(1, 4):
+        store.put_response(f"resp_{n}", {"n": n})
+    assert [store.get_response(f"resp_{n}") for n in range(1, 4)] == [None, {"n": 2}, {"n": 3}]
+
+
+def test_responses_put_again_is_newest(make_store: StoreFactory) -> None:
+    store = make_store(responses_kept=2)
+    store.put_response("resp_1", {"n": 1})
+    store.put_response("resp_2", {"n": 2})
+    store.put_response("resp_1", {"n": 11})
+    store.put_response("resp_3", {"n": 3})
+    assert [store.get_response(f"resp_{n}") for n in range(1, 4)] == [{"n": 11}, None, {"n": 3}]
+
+
+# -- life ---------------------------------------------------------------------
+def test_calls_counts_store_operations(store: StateStore) -> None:
+    before = store.calls
+    store.ping()
+    lease = store.take_slot("a", 1, 1, 5.0).lease
+    assert lease
+    store.release("a", lease)
+    assert store.calls - before == 3
+
+
+def test_open_store_is_in_memory_without_redis_url() -> None:
+    store = open_store(Settings(responses_kept=7))
+    assert isinstance(store, MemoryStore) and store.responses_kept == 7
+
+
+def test_state_store_unavailable_is_a_retryable_503() -> None:
+    response = error_response(StateStoreUnavailable())
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "x-should-retry" not in response.headers
+    error = response.get_json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("server_error", "state_store_unavailable", None)
+    assert "REDIS_URL" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost:6379", "redis://", "redis://host:notaport", "redis://host/notadb", "localhost:6379"],
+    ids=["scheme", "no-host", "port", "db", "bare"],
+)
+def test_redis_url_bad_values_stop_start_up(url: str) -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        Settings.from_env({"REDIS_URL": url})
+
+
+def test_redis_url_password_stays_out_of_settings_repr() -> None:
+    settings = Settings.from_env({"REDIS_URL": "rediss://:hunter2@cache.example:6380/2"})
+    assert settings.redis_url == "rediss://:hunter2@cache.example:6380/2"
+    assert "hunter2" not in repr(settings) and "cache.example:6380" in repr(settings)
