@@ -8,6 +8,7 @@ import pytest
 from bingo import create_app
 from bingo.config import Settings
 from bingo.sandbox import Sandbox
+from tests.redis_server import redis_server  # noqa: F401  (a session fixture: a real redis-server)
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 

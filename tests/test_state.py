@@ -5,27 +5,44 @@ Short TTLs and a short sliding window (the stores take `window`; production's is
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from bingo import create_app
 from bingo.config import ConfigError, Settings
 from bingo.errors import StateStoreUnavailable, error_response
 from bingo.state import Health, StateStore, Token, Usage, open_store
 from bingo.state.memory import MemoryStore
+from bingo.state.redis_store import RedisStore, connect
+from tests.redis_server import BINARY, MISSING, RedisServer, running_redis
 
 WINDOW = 0.6  # seconds: the sliding window the tests run with
 StoreFactory = Callable[..., StateStore]
 
 
-@pytest.fixture(params=["memory"])
-def make_store(request: pytest.FixtureRequest) -> StoreFactory:
-    """A factory of fresh stores on one backend: make_store(window=..., responses_kept=...)."""
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """A factory of stores on one backend: make_store(window=..., responses_kept=...).
+
+    Redis stores made in one test share one emptied server, as two processes would."""
+    if request.param == "memory":
+        yield lambda window=WINDOW, responses_kept=1_000: MemoryStore(responses_kept, window)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.client().flushall()
+    made: list[RedisStore] = []
+
     def make(window: float = WINDOW, responses_kept: int = 1_000) -> StateStore:
-        return MemoryStore(responses_kept=responses_kept, window=window)
-    return make
+        made.append(connect(server.url, responses_kept=responses_kept, window=window))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.client.close()
 
 
 @pytest.fixture()
@@ -130,7 +147,7 @@ def test_cooling_blocks_take_slot_until_it_expires(store: StateStore) -> None:
     store.set_health("a", cooling)
     assert store.health("a") == cooling
     refused = store.take_slot("a", 4, 100, 5.0)
-    assert refused.lease is None and 0.2 < refused.retry_after <= 0.4
+    assert refused.lease is None and 0.2 < refused.retry_after <= 0.41  # Redis rounds to ms
     assert store.usage("a").last_minute == 0
     time.sleep(0.5)
     assert store.health("a") is None
@@ -316,3 +333,154 @@ def test_redis_url_password_stays_out_of_settings_repr() -> None:
     settings = Settings.from_env({"REDIS_URL": "rediss://:hunter2@cache.example:6380/2"})
     assert settings.redis_url == "rediss://:hunter2@cache.example:6380/2"
     assert "hunter2" not in repr(settings) and "cache.example:6380" in repr(settings)
+
+
+# -- Redis only: what several processes see, and what happens when Redis goes --
+@pytest.fixture()
+def redis_stores(redis_server: RedisServer) -> Iterator[Callable[..., RedisStore]]:
+    """connect() to the emptied session server, as each gunicorn process does."""
+    redis_server.client().flushall()
+    made: list[RedisStore] = []
+
+    def make(**options: float) -> RedisStore:
+        made.append(connect(redis_server.url, window=WINDOW, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.client.close()
+
+
+def test_redis_concurrency_cap_holds_across_two_processes_views(redis_stores: Callable[..., RedisStore]) -> None:
+    first, second = redis_stores(), redis_stores()
+    assert first.take_slot("a", 2, 100, 5.0).lease
+    assert second.take_slot("a", 2, 100, 5.0).lease
+    assert first.take_slot("a", 2, 100, 5.0).lease is None
+    assert second.take_slot("a", 2, 100, 5.0).lease is None
+    assert first.usage("a") == second.usage("a") == Usage(in_flight=2, last_minute=2)
+
+
+def test_redis_cooldown_set_in_one_process_blocks_the_other(redis_stores: Callable[..., RedisStore]) -> None:
+    first, second = redis_stores(), redis_stores()
+    first.set_health("a", Health("cooling", until=time.time() + 30, reason="throttled"))
+    refused = second.take_slot("a", 4, 100, 5.0)
+    assert refused.lease is None and 29 < refused.retry_after <= 30.01  # Redis rounds to ms
+
+
+def test_redis_lease_ttl_frees_a_crashed_process_slot(redis_stores: Callable[..., RedisStore]) -> None:
+    crashed, survivor = redis_stores(), redis_stores()
+    assert crashed.take_slot("a", 1, 100, 0.3).lease
+    crashed.client.close()  # the process died holding its lease
+    assert survivor.take_slot("a", 1, 100, 0.3).lease is None
+    time.sleep(0.4)
+    assert survivor.take_slot("a", 1, 100, 0.3).lease
+
+
+def test_redis_request_path_is_one_round_trip_per_operation(
+    redis_server: RedisServer, redis_stores: Callable[..., RedisStore]
+) -> None:
+    store = redis_stores()
+    store.release("a", store.take_slot("a", 4, 100, 5.0).lease or "")
+    store.hit_key("k", 10)  # a script's first use loads it: EVALSHA, SCRIPT LOAD, EVALSHA
+    leases: list[str] = []
+
+    def request() -> None:
+        store.health("a")
+        leases.append(store.take_slot("a", 4, 100, 5.0).lease or "")
+        store.release("a", leases[0])
+        store.hit_key("k", 10)
+
+    assert redis_server.commands_during(request) == ["GET", "EVALSHA", "ZREM", "EVALSHA"]
+    assert leases[0]
+
+
+def test_redis_key_names_hold_no_secret(redis_server: RedisServer, redis_stores: Callable[..., RedisStore]) -> None:
+    store = redis_stores()
+    secrets_used = ["eyJ-access-token-secret", "M.C5-refresh-token-secret"]
+    store.release("alice", store.take_slot("alice", 4, 100, 5.0).lease or "")
+    store.set_health("alice", Health("attention", reason="CAPTCHA", fingerprint="f"))
+    store.note_error("alice", "upstream said 403")
+    store.put_token("alice", Token(secrets_used[0], expires_at=time.time() + 60))
+    store.put_refresh_token("alice", secrets_used[1])
+    with store.lock("refresh:alice", timeout=5.0):
+        assert redis_server.client().exists("bingo:lock:refresh:alice")
+    store.hit_key("9f86d081884c7d659a2feaa0c55ad015", 10)
+    store.put_response("resp_1", RECORD)
+    assert sorted(redis_server.client().keys("*")) == [
+        "bingo:account:alice:error",
+        "bingo:account:alice:health",
+        "bingo:account:alice:refresh",
+        "bingo:account:alice:token",
+        "bingo:account:alice:turns",
+        "bingo:key:9f86d081884c7d659a2feaa0c55ad015:hits",
+        "bingo:response:resp_1",
+        "bingo:responses",
+        "bingo:responses:seq",
+    ]
+
+
+def test_redis_keys_expire_with_what_they_hold(redis_server: RedisServer, redis_stores: Callable[..., RedisStore]) -> None:
+    store, observer = redis_stores(), redis_server.client()
+    store.take_slot("a", 4, 100, 5.0)
+    store.set_health("a", Health("cooling", until=time.time() + 30))
+    store.put_token("a", Token("t", expires_at=time.time() + 60))
+    store.hit_key("k", 10)
+    assert 4_000 < observer.pttl("bingo:account:a:leases") <= 5_000
+    assert 0 < observer.pttl("bingo:account:a:turns") <= WINDOW * 1000
+    assert 29_000 < observer.pttl("bingo:account:a:health") <= 30_001
+    assert 59_000 < observer.pttl("bingo:account:a:token") <= 60_001
+    assert 0 < observer.pttl("bingo:key:k:hits") <= WINDOW * 1000
+
+
+def test_redis_outage_fails_fast_then_recovers() -> None:
+    if BINARY is None:
+        pytest.skip(MISSING)
+    with running_redis() as server:
+        store = connect(server.url, window=WINDOW)
+        assert store.take_slot("a", 4, 100, 5.0).lease
+        server.stop()
+        started = time.monotonic()
+        for operation in (lambda: store.take_slot("a", 4, 100, 5.0), lambda: store.health("a"),
+                          lambda: store.hit_key("k", 10), lambda: store.get_response("resp_1")):
+            with pytest.raises(StateStoreUnavailable):
+                operation()
+        assert time.monotonic() - started < 3.0
+        server.start()
+        assert store.take_slot("a", 4, 100, 5.0).lease  # the same store, the same pooled client
+        store.client.close()
+
+
+def test_redis_password_from_the_url() -> None:
+    if BINARY is None:
+        pytest.skip(MISSING)
+    with running_redis(password="s3cret-pass") as server:
+        store = connect(server.url)
+        store.put_refresh_token("a", "rt")
+        assert store.refresh_token("a") == "rt"
+        store.client.close()
+        wrong = server.url.replace("s3cret-pass", "wrong-pass")
+        with pytest.raises(ConfigError, match="REDIS_URL: Redis at redis://127.0.0.1:") as info:
+            connect(wrong)
+        assert "wrong-pass" not in str(info.value)
+        with pytest.raises(ConfigError, match="REDIS_URL"):
+            connect(server.url.replace(":s3cret-pass@", ""))
+
+
+def test_open_store_fails_start_up_naming_redis_url_when_nothing_answers() -> None:
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"REDIS_URL: Redis at redis://127.0.0.1:{port} does not answer"):
+        create_app(Settings(redis_url=f"redis://:pw@127.0.0.1:{port}"))
+    assert time.monotonic() - started < 5.0
+
+
+def test_open_store_uses_redis_with_redis_url(redis_server: RedisServer) -> None:
+    store = open_store(Settings(redis_url=redis_server.url, responses_kept=3))
+    assert isinstance(store, RedisStore) and store.responses_kept == 3
+    store.client.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

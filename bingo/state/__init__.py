@@ -140,6 +140,6 @@ def open_store(settings: Settings) -> StateStore:
         from .memory import MemoryStore
 
         return MemoryStore(responses_kept=settings.responses_kept)
-    from ..config import ConfigError
+    from .redis_store import connect
 
-    raise ConfigError("REDIS_URL is set but this build has no Redis store yet; unset REDIS_URL")
+    return connect(settings.redis_url, responses_kept=settings.responses_kept)
