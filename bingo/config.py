@@ -14,6 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 DEFAULT_CREATE_URL = "https://www.bing.com/turing/conversation/create"
 DEFAULT_CHATHUB_URL = "wss://sydney.bing.com/sydney/ChatHub"
 DEFAULT_COPILOT_URL = "https://copilot.microsoft.com"
+# The Microsoft identity platform tenant that signs in personal (consumer) accounts;
+# refresh and device-code sign-in go to {this}/oauth2/v2.0/... (protocol note 3.2).
+DEFAULT_LOGIN_URL = "https://login.microsoftonline.com/consumers"
 # What the Copilot Android app sends (gpt4free CopilotApp, foxroute): the presentation
 # that plain HTTP stacks can use in 2026, with no browser check.
 APP_USER_AGENT = "CopilotNative/30.0.440505001-prod (Android 14; Google; Pixel 8 Pro)"
@@ -41,6 +44,9 @@ class Settings:
     copilot_url: str = DEFAULT_COPILOT_URL  # Copilot base; websocket derived from it
     copilot_cookie: str = field(default="", repr=False)  # Cookie header for Copilot
     copilot_access_token: str = field(default="", repr=False)  # MSAL token, optional
+    copilot_refresh_token: str = field(default="", repr=False)  # exchanged for access tokens
+    copilot_accounts_file: str = ""  # JSON Lines, one account a line (bingo/accounts/roster.py)
+    login_url: str = DEFAULT_LOGIN_URL  # identity tenant for token refresh and `python -m bingo login`
     copilot_user_agent: str = ""  # "" = the presentation's default (app or browser)
     copilot_max_chars: int = 10_000  # Copilot's limit for one message, history included
     connect_timeout: float = 15.0  # seconds to create + open + handshake
@@ -87,6 +93,9 @@ class Settings:
             copilot_url=_url(env, "BINGO_COPILOT_URL", DEFAULT_COPILOT_URL, ("http", "https")),
             copilot_cookie=_cookie(env.get("COPILOT_COOKIE", "")),
             copilot_access_token=env.get("COPILOT_ACCESS_TOKEN", "").strip(),
+            copilot_refresh_token=_header_value(env, "COPILOT_REFRESH_TOKEN"),
+            copilot_accounts_file=_readable_file(env, "COPILOT_ACCOUNTS_FILE"),
+            login_url=_url(env, "BINGO_LOGIN_URL", DEFAULT_LOGIN_URL, ("http", "https")).rstrip("/"),
             copilot_user_agent=_header_value(env, "COPILOT_USER_AGENT"),
             copilot_max_chars=_count(env, "BINGO_COPILOT_MAX_CHARS", 10_000),
             connect_timeout=_seconds(env, "BINGO_CONNECT_TIMEOUT", 15.0),
@@ -245,6 +254,14 @@ def _redis_url(env: Mapping[str, str]) -> str:
     if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok or not (db == "" or db.isdigit()):
         shown = f"{parts.scheme}://{parts.hostname or ''}..." if "://" in value else "a bare host"  # no password
         raise ConfigError(f"REDIS_URL must look like redis://[:password@]host:6379[/db] or rediss://..., not {shown}")
+    return value
+
+
+def _readable_file(env: Mapping[str, str], name: str) -> str:
+    """A file path checked to name a file now; its content is parsed by its owner."""
+    value = env.get(name, "").strip()
+    if value and not os.path.isfile(value):
+        raise ConfigError(f"{name} must name a readable file, not {value!r}")
     return value
 
 

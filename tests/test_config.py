@@ -9,6 +9,7 @@ import pytest
 from bingo.config import (
     DEFAULT_CHATHUB_URL,
     DEFAULT_COPILOT_URL,
+    DEFAULT_LOGIN_URL,
     DEFAULT_CREATE_URL,
     ConfigError,
     Settings,
@@ -50,6 +51,9 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "copilot_url": "https://copilot.microsoft.com",
         "copilot_cookie": "",
         "copilot_access_token": "",
+        "copilot_refresh_token": "",
+        "copilot_accounts_file": "",
+        "login_url": "https://login.microsoftonline.com/consumers",
         "copilot_user_agent": "",
         "copilot_max_chars": 10_000,
         "connect_timeout": 15.0,
@@ -145,8 +149,9 @@ def test_from_env_copilot_access_token_is_stripped():
         ("BINGO_CHATHUB_URL", "chathub_url", "ws://127.0.0.1:8080/sydney/ChatHub"),
         ("BINGO_CHATHUB_URL", "chathub_url", "wss://sydney.example/sydney/ChatHub"),
         ("BINGO_COPILOT_URL", "copilot_url", "http://127.0.0.1:8081"),
+        ("BINGO_LOGIN_URL", "login_url", "http://127.0.0.1:8082/consumers"),
     ],
-    ids=["create-http", "create-https", "chathub-ws", "chathub-wss", "copilot-http"],
+    ids=["create-http", "create-https", "chathub-ws", "chathub-wss", "copilot-http", "login-http"],
 )
 def test_from_env_url_override_is_used(name, field, value):
     assert getattr(Settings.from_env({name: value}), field) == value
@@ -158,8 +163,9 @@ def test_from_env_url_override_is_used(name, field, value):
         ("BINGO_CREATE_URL", "create_url", DEFAULT_CREATE_URL),
         ("BINGO_CHATHUB_URL", "chathub_url", DEFAULT_CHATHUB_URL),
         ("BINGO_COPILOT_URL", "copilot_url", DEFAULT_COPILOT_URL),
+        ("BINGO_LOGIN_URL", "login_url", DEFAULT_LOGIN_URL),
     ],
-    ids=["create", "chathub", "copilot"],
+    ids=["create", "chathub", "copilot", "login"],
 )
 def test_from_env_blank_url_falls_back_to_default(name, field, default):
     assert getattr(Settings.from_env({name: "   "}), field) == default
@@ -176,6 +182,7 @@ def test_from_env_blank_url_falls_back_to_default(name, field, default):
         ("BINGO_CHATHUB_URL", "sydney.bing.com/sydney/ChatHub"),
         ("BINGO_CHATHUB_URL", "wss:///sydney/ChatHub"),
         ("BINGO_COPILOT_URL", "wss://copilot.microsoft.com"),
+        ("BINGO_LOGIN_URL", "login.microsoftonline.com/consumers"),
     ],
     ids=[
         "create-ws-scheme",
@@ -186,6 +193,7 @@ def test_from_env_blank_url_falls_back_to_default(name, field, default):
         "chathub-no-scheme",
         "chathub-no-host",
         "copilot-ws-scheme",
+        "login-no-scheme",
     ],
 )
 def test_from_env_bad_url_raises_config_error_naming_variable(name, value):
@@ -419,6 +427,27 @@ def test_from_env_user_agent_must_be_one_line():
     assert str(config_error({"COPILOT_USER_AGENT": "a\r\nX-Evil: 1"})) == "COPILOT_USER_AGENT must be one line of text"
 
 
+def test_from_env_account_settings(tmp_path):
+    accounts = tmp_path / "accounts.jsonl"
+    accounts.write_text('{"name": "a", "anonymous": true}\n', encoding="utf-8")
+    settings = Settings.from_env({
+        "COPILOT_REFRESH_TOKEN": " M.C5-refresh ", "COPILOT_ACCOUNTS_FILE": f" {accounts} ",
+        "BINGO_LOGIN_URL": "http://127.0.0.1:9/consumers/",
+    })
+    assert (settings.copilot_refresh_token, settings.copilot_accounts_file) == ("M.C5-refresh", str(accounts))
+    assert settings.login_url == "http://127.0.0.1:9/consumers"
+
+
+def test_from_env_refresh_token_must_be_one_line():
+    assert str(config_error({"COPILOT_REFRESH_TOKEN": "rt\nX: 1"})) == "COPILOT_REFRESH_TOKEN must be one line of text"
+
+
+def test_from_env_accounts_file_must_exist(tmp_path):
+    assert str(config_error({"COPILOT_ACCOUNTS_FILE": str(tmp_path)})) == (
+        f"COPILOT_ACCOUNTS_FILE must name a readable file, not {str(tmp_path)!r}"
+    )
+
+
 def test_from_env_ca_bundle_must_exist(tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
@@ -465,6 +494,7 @@ SECRET_ENV = {
     "BING_COOKIE": "_U=bing-cookie-secret; KievRPSSecAuth=kiev-secret",
     "COPILOT_COOKIE": "copilot-cookie-secret",
     "COPILOT_ACCESS_TOKEN": "copilot-token-secret",
+    "COPILOT_REFRESH_TOKEN": "copilot-refresh-secret",
     "BINGO_API_KEYS": "sk-key-one-secret,sk-key-two-secret",
     "HTTPS_PROXY": "http://proxy-user:proxy-pass-secret@proxy.local:3128",
 }
@@ -477,6 +507,7 @@ SECRET_ENV = {
         "kiev-secret",
         "copilot-cookie-secret",
         "copilot-token-secret",
+        "copilot-refresh-secret",
         "sk-key-one-secret",
         "sk-key-two-secret",
         "proxy-user",
@@ -487,6 +518,7 @@ SECRET_ENV = {
         "bing-cookie-second-pair",
         "copilot-cookie",
         "copilot-token",
+        "copilot-refresh-token",
         "api-key-1",
         "api-key-2",
         "proxy-user",
