@@ -129,6 +129,11 @@ class UpstreamRejected(UpstreamError):
     retryable = False
 
 
+class SignInRequired(UpstreamRejected):
+    """The identity service refused a signed-in account's refresh token (revoked,
+    expired, or already rotated away): only signing in again can fix it."""
+
+
 class UpstreamBlocked(UpstreamRejected):
     """The upstream refuses this region or IP address."""
 

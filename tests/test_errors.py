@@ -12,6 +12,7 @@ from bingo.errors import (
     ClientDisconnected,
     InvalidRequest,
     ModelNotFound,
+    SignInRequired,
     UpstreamBlocked,
     UpstreamError,
     UpstreamProtocolError,
@@ -72,6 +73,14 @@ ERROR_TABLE = [
     (
         UpstreamRejected,
         UpstreamError,
+        502,
+        "upstream_error",
+        "upstream_auth_failed",
+        NO_RETRY,
+    ),
+    (
+        SignInRequired,
+        UpstreamRejected,
         502,
         "upstream_error",
         "upstream_auth_failed",

@@ -1,0 +1,189 @@
+"""Access tokens for signed-in accounts, against the fake identity server on loopback:
+the exact grant sent, caching, one refresh for many threads, rotation, refusal, force."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from bingo.accounts import Account
+from bingo.accounts.tokens import Tokens, store_key
+from bingo.config import Settings
+from bingo.errors import SignInRequired, UpstreamUnavailable
+from bingo.sandbox.identity import IdentityServer, family_of
+from bingo.state.memory import MemoryStore
+
+GRANT = {
+    "client_id": "14638111-3389-403d-b206-a6a71d9f8f16",
+    "grant_type": "refresh_token",
+    "scope": "140e65af-45d1-4427-bf08-3e7295db6836/ChatAI.ReadWrite openid profile offline_access",
+    "client_info": "1",
+}
+THREADS = 20
+
+
+@pytest.fixture()
+def identity():
+    with IdentityServer() as server:
+        yield server
+
+
+@pytest.fixture()
+def store():
+    return MemoryStore()
+
+
+@pytest.fixture()
+def settings(identity: IdentityServer) -> Settings:
+    return Settings(login_url=identity.url, connect_timeout=3.0)
+
+
+@pytest.fixture()
+def alice(identity: IdentityServer) -> Account:
+    return Account("alice", "refresh", refresh_token=identity.issue_refresh_token("alice"))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tokens_refresh_sends_the_copilot_web_app_grant(identity, settings, store, alice):
+    token = Tokens(settings, store).access_token(alice)
+    [received] = identity.received
+    assert received.path == "/consumers/oauth2/v2.0/token"
+    assert received.form == {**GRANT, "refresh_token": alice.refresh_token}
+    assert received.headers["origin"] == "https://copilot.microsoft.com"
+    assert received.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert "authorization" not in received.headers and "cookie" not in received.headers
+    assert family_of(token) == "alice"
+    assert identity.account_of(token) == "alice"
+
+
+@pytest.mark.parametrize(
+    ("account", "expected"),
+    [
+        (Account("a", "anonymous"), ""),
+        (Account("c", "cookie", cookie="_U=x"), ""),
+        (Account("t", "token", access_token="static-token"), "static-token"),
+    ],
+    ids=["anonymous", "cookie", "token"],
+)
+def test_tokens_other_kinds_never_call_the_identity_service(identity, settings, store, account, expected):
+    assert Tokens(settings, store).access_token(account, force=True) == expected
+    assert identity.received == []
+
+
+def test_tokens_cached_until_shortly_before_expiry(identity, settings, store, alice):
+    identity.expires_in = 3600
+    clock = Clock()
+    tokens = Tokens(settings, store, clock=clock)
+    first = tokens.access_token(alice)
+    clock.now += 3600 - 301
+    assert tokens.access_token(alice) == first
+    assert identity.refreshes == 1
+    assert tokens.expires_at(alice) == pytest.approx(time.time() + 3600, abs=5)
+    clock.now += 2  # 299 s left: inside the five minutes before expiry
+    second = tokens.access_token(alice)
+    assert second != first and identity.account_of(second) == "alice"
+    assert identity.refreshes == 2
+
+
+def test_tokens_cache_is_shared_through_the_store(identity, settings, store, alice):
+    first = Tokens(settings, store).access_token(alice)
+    assert Tokens(settings, store).access_token(alice) == first  # another process, same store
+    assert identity.refreshes == 1
+    assert store.token(store_key(alice)).value == first
+
+
+def test_tokens_one_refresh_serves_twenty_threads(identity, settings, store, alice):
+    identity.refresh_delay = 0.2  # every thread arrives while the refresh is under way
+    tokens = Tokens(settings, store)
+    start = threading.Barrier(THREADS)
+    got: list[str] = []
+
+    def fetch() -> None:
+        start.wait(5)
+        got.append(tokens.access_token(alice))
+
+    threads = [threading.Thread(target=fetch) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(got) == THREADS and len(set(got)) == 1
+    assert identity.refreshes == 1
+
+
+def test_tokens_rotated_refresh_token_is_kept_and_used(identity, settings, store, alice):
+    identity.single_use = True  # the first refresh token is refused once it has rotated
+    Tokens(settings, store).access_token(alice)
+    rotated = store.refresh_token(store_key(alice))
+    assert rotated and rotated != alice.refresh_token and rotated.startswith("sandbox-rt.alice.")
+    token = Tokens(settings, store).access_token(alice, force=True)  # a second process
+    assert identity.received[-1].form["refresh_token"] == rotated
+    assert identity.account_of(token) == "alice"
+    assert store.refresh_token(store_key(alice)) not in (rotated, alice.refresh_token)
+
+
+def test_tokens_new_entry_does_not_reuse_the_old_entry_rotation(identity, settings, store, alice):
+    tokens = Tokens(settings, store)
+    tokens.access_token(alice)
+    signed_in_again = Account("alice", "refresh", refresh_token=identity.issue_refresh_token("alice"))
+    tokens.access_token(signed_in_again)
+    assert identity.received[-1].form["refresh_token"] == signed_in_again.refresh_token
+    assert identity.refreshes == 2
+
+
+def test_tokens_refused_refresh_token_names_the_account_and_logs_once(identity, settings, store, alice, caplog):
+    identity.revoke("alice")
+    tokens = Tokens(settings, store)
+    with caplog.at_level(logging.INFO, logger="bingo"), pytest.raises(SignInRequired) as info:
+        tokens.access_token(alice)
+    assert info.value.message == (
+        "Account 'alice' must sign in again: the identity service refused its refresh token "
+        "(invalid_grant, AADSTS70000). Run `python -m bingo login --name alice` and put the refresh "
+        "token it prints into COPILOT_ACCOUNTS_FILE (or COPILOT_REFRESH_TOKEN)."
+    )
+    assert (info.value.status, info.value.code) == (502, "upstream_auth_failed")
+    assert caplog.messages == [
+        "account 'alice': the identity service refused its refresh token (invalid_grant, AADSTS70000); "
+        "sign in again with `python -m bingo login --name alice` and replace the account's refresh token"
+    ]
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    with caplog.at_level(logging.INFO, logger="bingo"), pytest.raises(SignInRequired):
+        tokens.access_token(alice, force=True)
+    assert len(identity.received) == 1 and len(caplog.records) == 1  # no second try, no second line
+    assert alice.refresh_token not in caplog.text + info.value.message
+
+
+def test_tokens_force_refreshes_a_token_that_looks_valid(identity, settings, store, alice):
+    tokens = Tokens(settings, store)
+    first = tokens.access_token(alice)
+    identity.expire("alice")  # Copilot would answer 401 to it now
+    second = tokens.access_token(alice, force=True, rejected=first)
+    assert second != first and identity.account_of(second) == "alice"
+    assert identity.account_of(first) is None
+    assert tokens.access_token(alice) == second
+    assert identity.refreshes == 2
+
+
+def test_tokens_force_after_another_thread_refreshed_reuses_its_token(identity, settings, store, alice):
+    tokens = Tokens(settings, store)
+    stale = tokens.access_token(alice)
+    fresh = tokens.access_token(alice, force=True, rejected=stale)
+    assert tokens.access_token(alice, force=True, rejected=stale) == fresh  # a second thread refused `stale`
+    assert identity.refreshes == 2
+
+
+def test_tokens_unreachable_identity_service_is_upstream_unavailable(store, alice, identity):
+    identity.stop()
+    settings = Settings(login_url=identity.url, connect_timeout=3.0)
+    with pytest.raises(UpstreamUnavailable) as info:
+        Tokens(settings, store).access_token(alice)
+    assert info.value.message == "Token refresh for account 'alice' failed: cannot reach 127.0.0.1 (ConnectionError)."
