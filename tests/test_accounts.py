@@ -182,8 +182,7 @@ def test_roster_bad_reread_keeps_last_good_and_logs_once(tmp_path, caplog):
             clock.now += 1
             assert roster.accounts() == before
     assert caplog.messages == [
-        "COPILOT_ACCOUNTS_FILE not reloaded, keeping the 2 accounts read before: "
-        f"{path}:2: account 'bob' has an unknown field 'oops'"
+        f"COPILOT_ACCOUNTS_FILE not reloaded, keeping the 2 accounts read before: {path}:2: account 'bob' has an unknown field 'oops'"
     ]
     write(tmp_path / "accounts.jsonl", CAROL)
     clock.now += 1

@@ -9,8 +9,8 @@ import pytest
 from bingo.config import (
     DEFAULT_CHATHUB_URL,
     DEFAULT_COPILOT_URL,
-    DEFAULT_LOGIN_URL,
     DEFAULT_CREATE_URL,
+    DEFAULT_LOGIN_URL,
     ConfigError,
     Settings,
 )

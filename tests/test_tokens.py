@@ -151,10 +151,10 @@ def test_tokens_refused_refresh_token_names_the_account_and_logs_once(identity, 
         "token it prints into COPILOT_ACCOUNTS_FILE (or COPILOT_REFRESH_TOKEN)."
     )
     assert (info.value.status, info.value.code) == (502, "upstream_auth_failed")
-    assert caplog.messages == [
+    assert caplog.messages == [(
         "account 'alice': the identity service refused its refresh token (invalid_grant, AADSTS70000); "
         "sign in again with `python -m bingo login --name alice` and replace the account's refresh token"
-    ]
+    )]
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     with caplog.at_level(logging.INFO, logger="bingo"), pytest.raises(SignInRequired):
         tokens.access_token(alice, force=True)
