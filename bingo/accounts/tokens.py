@@ -76,11 +76,9 @@ class Tokens:
         if account.kind != "refresh":
             return ""
         key = store_key(account)
-        if not force:
-            cached = self._local.get(key) or self._store.token(key)
-            if cached is not None and self._fresh(cached):
-                self._local[key] = cached
-                return cached.value
+        cached = None if force else self._cached(key)
+        if cached is not None:
+            return cached.value
         self._raise_if_refused(account, key)
         with ExitStack() as held:
             self._take_lock(held, account, key)
@@ -98,6 +96,17 @@ class Tokens:
             return None
         cached = self._store.token(store_key(account))
         return cached.expires_at if cached is not None else None
+
+    def _cached(self, key: str) -> Token | None:
+        """A fresh token from this process's copy, else from the store."""
+        local = self._local.get(key)
+        if local is not None and self._fresh(local):
+            return local
+        stored = self._store.token(key)
+        if stored is not None and self._fresh(stored):
+            self._local[key] = stored
+            return stored
+        return None
 
     def _take_lock(self, held: ExitStack, account: Account, key: str) -> None:
         try:
