@@ -2,6 +2,7 @@
 
 The threaded worker is required, not a tuning choice: the sync worker is killed by
 its own --timeout in the middle of a long answer, and serves one stream per process.
+bingo's own (bingo/worker.py) is gthread with request reading bounded in time.
 gunicorn binds 0.0.0.0:$PORT by itself when PORT is set (Heroku and friends), and
 127.0.0.1:8000 otherwise; WEB_CONCURRENCY sets the number of processes.
 """
@@ -11,7 +12,14 @@ import signal
 from bingo import shutdown
 from bingo.config import ConfigError, Settings
 
-worker_class = "gthread"
+# gthread, except that each request is read whole, without blocking, by the worker's
+# event loop before a thread serves it (BINGO_REQUEST_READ_TIMEOUT): slow or stalled
+# clients cannot hold the threads. See bingo/worker.py.
+worker_class = "bingo.worker.BoundedThreadWorker"
+# Connections one process holds open, reading or kept alive (gunicorn's default is
+# 1,000): past it gunicorn stops accepting, so stalled clients must not reach it
+# before honest ones do. The worker raises its descriptor limit to match.
+worker_connections = 4096
 # One thread holds one open answer. Bing answers can stream for minutes, so a
 # process needs a thread per concurrent client (BINGO_THREADS, default 256).
 # Parsed by bingo's own settings, so a bad value stops start-up naming the variable.

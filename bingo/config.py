@@ -59,6 +59,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
     max_messages: int = 2_048  # requests with more messages get 400
     write_timeout: float = 60.0  # seconds a blocked write to a client may last; then it is cut
+    request_read_timeout: float = 10.0  # seconds a request's head and body may take to arrive
     api_keys: frozenset[str] = field(default=frozenset(), repr=False)  # empty: open
     cors_origin: str = "*"  # Access-Control-Allow-Origin
     proxy: str = field(default="", repr=False)  # outbound proxy for both legs
@@ -108,6 +109,7 @@ class Settings:
             max_body_bytes=_count(env, "BINGO_MAX_BODY_BYTES", 4 * 1024 * 1024),
             max_messages=_count(env, "BINGO_MAX_MESSAGES", 2_048),
             write_timeout=_seconds(env, "BINGO_WRITE_TIMEOUT", 60.0),
+            request_read_timeout=_seconds(env, "BINGO_REQUEST_READ_TIMEOUT", 10.0),
             api_keys=frozenset(k.strip() for k in env.get("BINGO_API_KEYS", "").split(",") if k.strip()),
             cors_origin=env.get("BINGO_CORS_ORIGIN", "*").strip() or "*",
             proxy=_proxy(env),

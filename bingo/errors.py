@@ -180,6 +180,38 @@ class ServerShuttingDown(BingoError):
         return {"Retry-After": "1"}
 
 
+class UnreadableRequest(BingoError):
+    """gunicorn could not read the request (request line, headers, framing); the worker
+    answers for it. The message never quotes the request: its line may carry a key."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "malformed_request"
+    retryable = False
+
+
+# Statuses gunicorn picks for a request it cannot read, with what the client should change.
+_UNREADABLE = {
+    400: ("malformed_request", ("The request is not valid HTTP/1.1 (its request line, headers or body framing); "
+                                "fix the client or the proxy in front of the gateway.")),
+    403: ("forbidden", "The request's PROXY line or forwarded headers come from an address gunicorn does not trust."),
+    414: ("uri_too_long", "The request line is too long; send parameters in the JSON body, not the URL."),
+    417: ("expectation_failed", "The only Expect value the gateway supports is '100-continue'."),
+    431: ("request_headers_too_large", "The request headers are too many or too large; send fewer or smaller headers."),
+    501: ("unsupported_transfer_encoding", ("The request's Transfer-Encoding is not supported; send the body "
+                                            "with Content-Length or 'Transfer-Encoding: chunked'.")),
+}
+
+
+def unreadable_request(status: int) -> BingoError:
+    """The error for a request gunicorn refused with `status` (any other status: an internal error)."""
+    if status not in _UNREADABLE:
+        return BingoError("The gateway hit an internal error reading the request; see its log.")
+    error = UnreadableRequest(_UNREADABLE[status][1])
+    error.status, error.code = status, _UNREADABLE[status][0]
+    return error
+
+
 def error_response(exc: BingoError) -> Response:
     """Render a BingoError as a JSON response with its status and retry hints."""
     return Response(dumps(exc.to_body()), status=exc.status, headers=exc.headers(), mimetype="application/json")

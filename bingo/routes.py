@@ -11,14 +11,14 @@ closing it when the client goes), with the response's `call_on_close` as a backu
 a body that never starts. Anything else (one-shot answers, errors) is complete when
 the view returns and gives its slot back in `teardown_request`. Both views call
 client_watch() right before opening the upstream turn: a client that left while its
-request waited for a thread gets 499, and nothing opens upstream.
+request waited for a thread gets 499, and nothing opens upstream (watch.py tells a
+client that left from one that only half-closed).
 """
 from __future__ import annotations
 
 import hmac
 import re
 import secrets
-import select
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,8 +31,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from . import page, relay, responses, sse, wire
 from .admission import Admission, Slot
 from .config import Settings
-from .errors import AuthenticationFailed, ClientDisconnected, InvalidRequest, ModelNotFound
+from .errors import (
+    AuthenticationFailed,
+    ClientDisconnected,
+    InvalidRequest,
+    ModelNotFound,
+)
 from .models import build_model_card, catalogue
+from .watch import SocketWatch
 
 bp = Blueprint("gateway", __name__)
 
@@ -140,48 +146,32 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(sse.dumps(body), status=status, mimetype="application/json")
 
 
-class _SocketWatch:
-    """Tells whether the HTTP client closed its connection, without reading its data."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def gone(self) -> bool:
-        """Called when the socket is readable: EOF or a reset means the client left."""
-        try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-
-    def left(self) -> bool:
-        """Whether the client has closed by now; never waits, whatever the socket's timeout."""
-        poll = select.poll()
-        poll.register(self._sock, select.POLLIN)
-        return bool(poll.poll(0)) and self.gone()
-
-
-def client_watch() -> _SocketWatch | None:
+def client_watch() -> SocketWatch | None:
     """The client's socket, for the upstream turn to watch; called right before it opens.
 
     Raises ClientDisconnected when the client already left (its request waited for a
     thread, or it gave up while the body was read): no upstream turn opens for nobody.
+    A client that only shut down its sending side is still there (watch.py).
     """
     sock = request.environ.get("gunicorn.socket")
-    if isinstance(sock, socket.socket):
-        # A client that stops reading blocks gunicorn's sendall: time it out, so the
-        # stream's close path closes the upstream (gunicorn resets it per request).
-        sock.settimeout(current_settings().write_timeout)
     if not isinstance(sock, socket.socket):
         return None
-    watch = _SocketWatch(sock)
+    # A client that stops reading blocks gunicorn's sendall: time it out, so the
+    # stream's close path closes the upstream (gunicorn resets it per request).
+    sock.settimeout(current_settings().write_timeout)
+    watch = SocketWatch(sock, http11=request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1")
     if watch.left():
         raise ClientDisconnected("The client closed the connection before the answer started.")
+    g.client_watch = watch
     return watch
+
+
+def _answer_starts(response: Response) -> Response:
+    """From here the answer's own writes tell a closed client from a half-closed one."""
+    watch = g.pop("client_watch", None)
+    if watch is not None:
+        watch.answer_started()
+    return response
 
 
 def _admit() -> None:
@@ -213,9 +203,13 @@ def _drop_slot(exc: BaseException | None) -> None:
         slot.release()
 
 
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
+
+
 def _request_id() -> None:
     """Every request gets an id; the response's x-request-id and the log lines repeat it."""
-    g.request_id = f"req_{secrets.token_hex(12)}"
+    g.request_id = new_request_id()
 
 
 def _preflight() -> Response | None:
@@ -234,12 +228,17 @@ def _preflight() -> Response | None:
 _EXPOSED = "x-request-id, x-should-retry, Retry-After"
 
 
+def cors_headers(origin: str) -> dict[str, str]:
+    """The CORS headers of every response; the worker's error pages send them too."""
+    headers = {"Access-Control-Expose-Headers": _EXPOSED, "Access-Control-Allow-Origin": origin}
+    if origin != "*":
+        headers["Vary"] = "Origin"
+    return headers
+
+
 def _cors(response: Response) -> Response:
     response.headers["x-request-id"] = g.get("request_id", "")
-    response.headers["Access-Control-Expose-Headers"] = _EXPOSED
-    response.headers["Access-Control-Allow-Origin"] = current_settings().cors_origin
-    if current_settings().cors_origin != "*":
-        response.headers["Vary"] = "Origin"
+    response.headers.update(cors_headers(current_settings().cors_origin))
     return response
 
 
@@ -254,4 +253,5 @@ def register(app: Flask) -> None:
     app.before_request(_admit)
     app.after_request(_cors)
     app.after_request(_hand_over_slot)
+    app.after_request(_answer_starts)
     app.teardown_request(_drop_slot)

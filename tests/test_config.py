@@ -21,6 +21,7 @@ TIMEOUT_VARIABLES = {
     "BINGO_TOTAL_TIMEOUT": "total_timeout",
     "BINGO_KEEPALIVE_SECONDS": "keepalive_seconds",
     "BINGO_WRITE_TIMEOUT": "write_timeout",
+    "BINGO_REQUEST_READ_TIMEOUT": "request_read_timeout",
 }
 COUNT_VARIABLES = {
     "BINGO_HISTORY_CHARS": "history_chars",
@@ -66,6 +67,7 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "max_body_bytes": 4 * 1024 * 1024,
         "max_messages": 2_048,
         "write_timeout": 60.0,
+        "request_read_timeout": 10.0,
         "api_keys": frozenset(),
         "cors_origin": "*",
         "proxy": "",

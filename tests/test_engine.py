@@ -14,11 +14,11 @@ import time
 import pytest
 
 from bingo import create_app, errors
-from bingo.routes import _SocketWatch
 from bingo.sandbox import answer_for, copilot_answer_for
 from bingo.upstream import open_turn
 from bingo.upstream.chathub import signalr
 from bingo.upstream.events import Delta, Finish
+from bingo.watch import SocketWatch as _SocketWatch
 from tests.conftest import with_settings
 from tests.helpers import content_of, deltas, read_sse, read_turn, turn_request, websocket_server
 
@@ -29,7 +29,7 @@ class SocketWatch(_SocketWatch):
 
     def __init__(self) -> None:
         self.ours, self.theirs = socket.socketpair()
-        super().__init__(self.ours)
+        super().__init__(self.ours, http11=True)
 
 
 # -- ping floods: the total deadline and the client watch hold on every frame --------------

@@ -171,6 +171,7 @@ def test_begin_cuts_a_few_seconds_before_the_grace_runs_out(monkeypatch):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_sigterm_cuts_long_streams_in_band_finishes_short_ones_and_refuses_new_requests(sandbox, tmp_path):
     gw = Gateway(sandbox, tmp_path / "gunicorn.log", extra_args=f"--graceful-timeout {GRACE}", WEB_CONCURRENCY="1")
     try:

@@ -79,7 +79,7 @@ class ClientWatch(Protocol):
     def fileno(self) -> int: ...
 
     def gone(self) -> bool:
-        """True once the client has closed its end (checked when readable)."""
+        """True once the client has gone: a reset, not a half-close (checked when readable or hung up)."""
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ class FrameReader:
             if self._watch is not None and fd == self._watch.fileno():
                 if self._watch.gone():
                     raise ClientDisconnected("The client closed the connection.")
-                self._poll.unregister(fd)  # pipelined bytes, not a close: stop watching
-                self._watch = None
+                # Pipelined bytes or a half-close: from now on only a reset wakes us.
+                self._poll.modify(fd, 0)
             else:
                 readable = True
         return readable

@@ -1,0 +1,379 @@
+"""Hostile clients against the Procfile command on loopback: stalled and slow requests,
+requests gunicorn cannot parse, half-closed clients, and the pieces that handle them.
+
+The gateway's worker (bingo/worker.py) reads each request in its event loop, bounded
+by BINGO_REQUEST_READ_TIMEOUT (2 s here), before a pool thread serves it. Every
+target is 127.0.0.1, every wait is bounded, and every socket is closed.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import resource
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bingo.prefetch import Prefetched, RequestScan, Verdict
+from bingo.watch import PROBE, SocketWatch
+from tests.helpers import content_of, expected_content, read_sse
+from tests.test_e2e import API_KEY, Gateway
+
+READ_TIMEOUT = 2.0  # BINGO_REQUEST_READ_TIMEOUT of the gateway below
+STALLED = 1_000
+SECRET = "sk-hostile-QUERY-SECRET-7731"
+
+
+@pytest.fixture(scope="module")
+def gateway(sandbox_server, tmp_path_factory) -> Iterator[Gateway]:
+    # gunicorn's default 256 threads: the 1,000 stalled connections outnumber them.
+    gw = Gateway(sandbox_server, tmp_path_factory.mktemp("hostile") / "gunicorn.log",
+                 WEB_CONCURRENCY="1", BINGO_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT), BINGO_KEEPALIVE_SECONDS="0.5")
+    yield gw
+    gw.stop()
+    assert SECRET not in gw.log() and API_KEY not in gw.log()
+
+
+def head(path: str = "/v1/chat/completions", *, length: int | None = None, extra: str = "") -> bytes:
+    framing = f"Content-Length: {length}\r\n" if length is not None else ""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: application/json\r\n{framing}{extra}\r\n").encode()
+
+
+def chat_payload(prompt: str, *, stream: bool = False) -> bytes:
+    return json.dumps({"model": "copilot", "stream": stream, "messages": [{"role": "user", "content": prompt}]}).encode()
+
+
+def connect(gw: Gateway, data: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    if data:
+        sock.sendall(data)
+    return sock
+
+
+def read_to_close(sock: socket.socket, timeout: float = 10) -> bytes:
+    """Everything the gateway sends until it closes; closes the socket."""
+    data, deadline = b"", time.monotonic() + timeout
+    with sock:
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+            assert time.monotonic() < deadline, f"still open; got {data[-300:]!r}"
+
+
+def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """The responses in raw bytes: (status, lower-cased headers, de-chunked body), 1xx included."""
+    parsed = []
+    while data:
+        top, data = data.split(b"\r\n\r\n", 1)
+        status_line, *lines = top.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+        body = b""
+        if "content-length" in headers:
+            length = int(headers["content-length"])
+            body, data = data[:length], data[length:]
+        elif headers.get("transfer-encoding") == "chunked":
+            while True:
+                size_line, data = data.split(b"\r\n", 1)
+                size = int(size_line, 16)
+                body, data = body + data[:size], data[size + 2:]
+                if size == 0:
+                    break
+        parsed.append((int(status_line.split(" ")[1]), headers, body))
+    return parsed
+
+
+def is_closed(sock: socket.socket) -> bool:
+    """Whether the gateway closed this connection; never waits."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # with a timeout, CPython would wait for data before the recv
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+def timed_out_in_log(gw: Gateway) -> int:
+    found = re.findall(r"closed (\d+) connection\(s\) whose request did not arrive", gw.log())
+    return sum(int(n) for n in found)
+
+
+# -- 1,000 stalled connections ----------------------------------------------------------
+
+
+def stalled_openings() -> list[bytes]:
+    """One byte of a head; a Content-Length larger than what is sent; a chunked body that never ends."""
+    return [b"P", head(length=1_000) + b'{"model"', head(extra="Transfer-Encoding: chunked\r\n") + b"5\r\nhello\r\n"]
+
+
+def trickle(socks: list[socket.socket], stop: threading.Event) -> None:
+    """Keep the chunked bodies coming, a chunk every 0.2 s: activity must not extend the deadline."""
+    while not stop.wait(0.2):
+        for sock in socks:
+            try:
+                sock.send(b"1\r\nx\r\n", socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+
+
+@pytest.mark.slow
+def test_1000_stalled_connections_leave_the_pool_to_honest_clients(gateway, sandbox):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * STALLED:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4 * STALLED, hard), hard))
+    openings = stalled_openings()
+    started = time.monotonic()
+    stalled = [connect(gateway, openings[n % 3]) for n in range(STALLED)]
+    stop = threading.Event()
+    trickler = threading.Thread(target=trickle, args=(stalled[2::3], stop), daemon=True)
+    trickler.start()
+    try:
+        seconds = []
+        for n in range(20):
+            prompt = f"honest {n}"
+            began = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+            if n % 2:
+                connection.request("GET", "/healthz")
+            else:
+                connection.request("POST", "/v1/chat/completions", chat_payload(prompt),
+                                   {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+            response = connection.getresponse()
+            reply = json.loads(response.read())
+            connection.close()
+            seconds.append(time.monotonic() - began)
+            assert response.status == 200
+            assert reply == {"status": "ok"} if n % 2 else reply["choices"][0]["message"]["content"] == expected_content(prompt)
+        assert max(seconds) < 1.0, seconds
+        assert time.monotonic() - started < READ_TIMEOUT - 0.2, "too slow to tell early closes from timed-out ones"
+        assert not any(is_closed(sock) for sock in stalled), "a connection was closed before its read timeout"
+
+        time.sleep(max(0.0, started + READ_TIMEOUT + 1.5 - time.monotonic()))
+        assert all(is_closed(sock) for sock in stalled), "a stalled connection outlived BINGO_REQUEST_READ_TIMEOUT"
+    finally:
+        stop.set()
+        trickler.join(5)
+        for sock in stalled:
+            sock.close()
+    deadline = time.monotonic() + 3
+    while timed_out_in_log(gateway) < STALLED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert timed_out_in_log(gateway) == STALLED
+
+
+def test_a_stalled_request_is_closed_after_the_read_timeout_and_gets_no_answer(gateway):
+    began = time.monotonic()
+    sock = connect(gateway, head(length=100) + b"{")
+    assert read_to_close(sock, timeout=READ_TIMEOUT + 2) == b""
+    assert READ_TIMEOUT - 0.1 <= time.monotonic() - began <= READ_TIMEOUT + 1.0
+
+
+def test_a_request_trickled_within_the_read_timeout_is_answered(gateway):
+    payload = chat_payload("trickled")
+    data = head(length=len(payload), extra="Connection: close\r\n") + payload
+    sock = connect(gateway)
+    for start in range(0, len(data), len(data) // 5 + 1):
+        sock.sendall(data[start:start + len(data) // 5 + 1])
+        time.sleep(0.1)
+    [(status, _, body)] = responses(read_to_close(sock))
+    assert (status, json.loads(body)["choices"][0]["message"]["content"]) == (200, expected_content("trickled"))
+
+
+# -- keep-alive and pipelining ------------------------------------------------------------
+
+
+def test_kept_alive_and_pipelined_requests_are_read_the_same_bounded_way(gateway):
+    first, second = chat_payload("first"), chat_payload("second")
+    pipelined = head(length=len(first)) + first + head(length=len(second)) + second
+    sock = connect(gateway, pipelined)
+    data = b""
+    while data.count(b'"object":"chat.completion"') < 2:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    assert [json.loads(body)["choices"][0]["message"]["content"] for _, _, body in responses(data)] == [
+        expected_content("first"), expected_content("second")]
+    # The same connection, kept alive: a third request that stalls is closed at the read timeout.
+    began = time.monotonic()
+    sock.sendall(head(length=50) + b"{")
+    assert read_to_close(sock, timeout=READ_TIMEOUT + 2) == b""
+    assert READ_TIMEOUT - 0.1 <= time.monotonic() - began <= READ_TIMEOUT + 1.0
+
+
+def test_expect_100_continue_gets_one_interim_response_then_the_answer(gateway):
+    payload = chat_payload("expecting")
+    sock = connect(gateway, head(length=len(payload), extra="Expect: 100-continue\r\nConnection: close\r\n"))
+    sock.settimeout(5)
+    assert sock.recv(65536) == PROBE  # the body is sent only after it, as curl does
+    sock.sendall(payload)
+    [(status, _, body)] = responses(read_to_close(sock))
+    assert (status, json.loads(body)["choices"][0]["message"]["content"]) == (200, expected_content("expecting"))
+
+
+# -- requests gunicorn cannot parse ---------------------------------------------------------
+
+UNREADABLE = {
+    "request-line": (b"GARBAGE /v1/chat/completions?api-key=" + SECRET.encode() + b"\r\n\r\n", 400, "malformed_request"),
+    "uri-too-long": (b"GET /v1/models?key=" + SECRET.encode() + b"&pad=" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n",
+                     414, "uri_too_long"),
+    "headers-too-large": (b"GET /v1/models?token=" + SECRET.encode() + b" HTTP/1.1\r\nX-Pad: " + b"b" * 9000 + b"\r\n\r\n",
+                          431, "request_headers_too_large"),
+    "transfer-coding": (b"POST /v1/chat/completions?api-key=" + SECRET.encode() + b" HTTP/1.1\r\n"
+                        b"Transfer-Encoding: snappy\r\n\r\n", 501, "unsupported_transfer_encoding"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE), ids=list(UNREADABLE))
+def test_requests_gunicorn_cannot_parse_get_openai_json_with_cors(gateway, case):
+    request, status, code = UNREADABLE[case]
+    data = read_to_close(connect(gateway, request))
+    [(got_status, headers, body)] = responses(data)
+    error = json.loads(body)["error"]
+    assert (got_status, error["type"], error["code"], error["param"]) == (status, "invalid_request_error", code, None)
+    assert set(error) == {"message", "type", "param", "code"}
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert headers["access-control-allow-origin"] == "*"
+    assert headers["access-control-expose-headers"] == "x-request-id, x-should-retry, Retry-After"
+    assert re.fullmatch(r"req_[0-9a-f]{24}", headers["x-request-id"])
+    assert headers["x-should-retry"] == "false"
+    assert b"<html" not in data and SECRET.encode() not in data and b"/v1/" not in body
+    assert SECRET not in gateway.log()
+
+
+# -- half-closed clients ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
+def test_a_half_closed_client_gets_its_whole_answer(gateway, sandbox, stream):
+    prompt = f"[sandbox:slow-first=0.3] half-closed {stream}"
+    payload = chat_payload(prompt, stream=stream)
+    before = sandbox.stats()
+    sock = connect(gateway, head(length=len(payload), extra="Connection: close\r\n") + payload)
+    sock.shutdown(socket.SHUT_WR)
+    replies = responses(read_to_close(sock))
+    assert [status for status, _, _ in replies] == [100, 200]  # the probe, then the answer
+    body = replies[-1][2].decode()
+    content = content_of(read_sse(body)) if stream else json.loads(body)["choices"][0]["message"]["content"]
+    assert content == expected_content(prompt)
+    assert sandbox.stats()["creates"] == before["creates"] + 1
+    assert '" 499 ' not in gateway.log()
+
+
+# -- the pieces, on loopback sockets ------------------------------------------------------------
+
+
+@pytest.fixture()
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(server side, client side) of one loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        server, _ = listener.accept()
+    with server, client:
+        yield server, client
+
+
+def test_watch_sees_a_silent_client_as_present_without_waiting(tcp_pair):
+    server, _ = tcp_pair
+    began = time.monotonic()
+    assert not SocketWatch(server, http11=True).left()
+    assert time.monotonic() - began < 0.05
+
+
+def test_watch_keeps_a_half_closed_client_and_probes_it_once(tcp_pair):
+    server, client = tcp_pair
+    client.shutdown(socket.SHUT_WR)
+    watch = SocketWatch(server, http11=True)
+    assert not watch.left()
+    assert not watch.gone()  # asked again: no second probe
+    client.settimeout(1)
+    assert client.recv(100) == PROBE
+    client.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        client.recv(100)
+
+
+def test_watch_sees_a_closed_client_as_gone_through_the_probes_reset(tcp_pair):
+    server, client = tcp_pair
+    client.close()
+    time.sleep(0.05)
+    assert SocketWatch(server, http11=True).left()
+
+
+def test_watch_after_the_answer_started_waits_for_a_reset(tcp_pair):
+    server, client = tcp_pair
+    watch = SocketWatch(server, http11=True)
+    watch.answer_started()
+    client.close()
+    time.sleep(0.05)
+    assert not watch.gone()  # a FIN alone: maybe a half-close; nothing is sent
+    server.send(b"data: {}\n\n")  # the answer's next write draws the reset
+    time.sleep(0.05)
+    assert watch.gone()
+
+
+def test_watch_counts_an_http10_clients_end_of_input_as_gone(tcp_pair):
+    server, client = tcp_pair
+    client.shutdown(socket.SHUT_WR)
+    assert SocketWatch(server, http11=False).left()
+    client.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        client.recv(100)  # no 1xx to an HTTP/1.0 client
+
+
+SCANS = {
+    "no-body": ([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], Verdict.WHOLE),
+    "head-in-bytes": ([b"GET / HT", b"TP/1.1\r", b"\n", b"\r", b"\n"], Verdict.WHOLE),
+    "length-short": ([b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc"], Verdict.MORE),
+    "length-whole": ([b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", b"cde"], Verdict.WHOLE),
+    "length-over-cap": ([b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n"], Verdict.PARTIAL),
+    "two-lengths": ([b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"], Verdict.PARTIAL),
+    "chunked-whole": ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n", b"0\r\n\r\n"], Verdict.WHOLE),
+    "chunked-trailers": ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r\n", b"\r\n"], Verdict.WHOLE),
+    "chunked-open": ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"], Verdict.MORE),
+    "chunked-bad-size": ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"], Verdict.PARTIAL),
+    "chunked-over-cap": ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"a" * 101], Verdict.PARTIAL),
+    "chunked-and-length": ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"], Verdict.PARTIAL),
+    "bare-lf": ([b"GET / HTTP/1.1\nHost: x\n\n"], Verdict.PARTIAL),
+    "head-over-limit": ([b"GET /" + b"a" * 300], Verdict.PARTIAL),
+}
+
+
+@pytest.mark.parametrize("case", list(SCANS), ids=list(SCANS))
+def test_request_scan_tells_where_a_request_ends(case):
+    pieces, verdict = SCANS[case]
+    scan = RequestScan(head_limit=256, body_limit=100)
+    verdicts = [scan.feed(piece) for piece in pieces]
+    assert verdicts[:-1] == [Verdict.MORE] * (len(pieces) - 1)
+    assert verdicts[-1] is verdict
+
+
+def test_request_scan_notes_expect_continue_only_for_http11_with_a_body_to_come():
+    scan = RequestScan(head_limit=1024, body_limit=100)
+    assert scan.feed(b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n") is Verdict.MORE
+    assert scan.expects_continue
+    old = RequestScan(head_limit=1024, body_limit=100)
+    assert old.feed(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n") is Verdict.MORE
+    assert not old.expects_continue
+
+
+def test_prefetched_serves_its_bytes_then_the_socket_until_the_deadline(tcp_pair):
+    server, client = tcp_pair
+    source = Prefetched(server)
+    source.load(b"abcdef", time.monotonic() + 0.3, partial=True, continued=False)
+    assert (source.recv(4), source.recv(4)) == (b"abcd", b"ef")
+    client.sendall(b"gh")
+    assert source.recv(4) == b"gh"
+    began = time.monotonic()
+    assert source.recv(4) == b""  # nothing more before the deadline: read as the end of input
+    assert source.expired and 0.1 < time.monotonic() - began < 1.0
