@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from . import memory
 from .errors import ServerOverloaded
 
 
@@ -40,6 +41,9 @@ class Admission:
     def _give_back(self) -> None:
         with self._lock:
             self._inflight -= 1
+            idle = self._inflight == 0
+        if idle:
+            memory.went_idle()  # a burst's freed heap goes back to the OS (memory.py)
 
 
 class Slot:
