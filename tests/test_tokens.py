@@ -2,9 +2,11 @@
 the exact grant sent, caching, one refresh for many threads, rotation, refusal, force."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -13,7 +15,10 @@ from bingo.accounts.tokens import Tokens, store_key
 from bingo.config import Settings
 from bingo.errors import SignInRequired, UpstreamUnavailable
 from bingo.sandbox.identity import IdentityServer, family_of
+from bingo.state import StateStore
 from bingo.state.memory import MemoryStore
+from bingo.state.redis_store import RedisStore, connect
+from tests.redis_server import RedisServer
 
 GRANT = {
     "client_id": "14638111-3389-403d-b206-a6a71d9f8f16",
@@ -30,9 +35,29 @@ def identity():
         yield server
 
 
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[[], StateStore]]:
+    """Stores on one backend; Redis stores made in one test share one emptied server,
+    as two processes (or two machines) would."""
+    if request.param == "memory":
+        yield MemoryStore
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.client().flushall()
+    made: list[RedisStore] = []
+
+    def make() -> StateStore:
+        made.append(connect(server.url))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.client.close()
+
+
 @pytest.fixture()
-def store():
-    return MemoryStore()
+def store(make_store: Callable[[], StateStore]) -> StateStore:
+    return make_store()
 
 
 @pytest.fixture()
@@ -120,6 +145,33 @@ def test_tokens_one_refresh_serves_twenty_threads(identity, settings, store, ali
     assert identity.refreshes == 1
 
 
+def test_tokens_one_refresh_serves_two_processes_through_redis(identity, settings, redis_server, alice):
+    """Two gateways, each with its own Redis connection, as two gunicorn workers have,
+    share one refresh. (Two in-memory stores share nothing: each process would refresh
+    for itself, which is why several processes want REDIS_URL.)"""
+    redis_server.client().flushall()
+    make_store = functools.partial(connect, redis_server.url)
+    identity.refresh_delay = 0.2
+    stores = [make_store(), make_store()]
+    gateways = [Tokens(settings, stores[0]), Tokens(settings, stores[1])]
+    start = threading.Barrier(THREADS)
+    got: list[str] = []
+
+    def fetch(tokens: Tokens) -> None:
+        start.wait(5)
+        got.append(tokens.access_token(alice))
+
+    threads = [threading.Thread(target=fetch, args=(gateways[i % 2],)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for gateway_store in stores:
+        gateway_store.client.close()
+    assert len(got) == THREADS and len(set(got)) == 1
+    assert identity.refreshes == 1
+
+
 def test_tokens_rotated_refresh_token_is_kept_and_used(identity, settings, store, alice):
     identity.single_use = True  # the first refresh token is refused once it has rotated
     Tokens(settings, store).access_token(alice)
@@ -187,3 +239,18 @@ def test_tokens_unreachable_identity_service_is_upstream_unavailable(store, alic
     with pytest.raises(UpstreamUnavailable) as info:
         Tokens(settings, store).access_token(alice)
     assert info.value.message == "Token refresh for account 'alice' failed: cannot reach 127.0.0.1 (ConnectionError)."
+
+
+def test_tokens_redis_key_names_hold_no_secret(identity, settings, redis_server, alice):
+    redis_server.client().flushall()
+    store = connect(redis_server.url)
+    try:
+        tokens = Tokens(settings, store)
+        token = tokens.access_token(alice)
+        rotated = store.refresh_token(store_key(alice))
+    finally:
+        store.client.close()
+    keys = redis_server.client().keys("*")
+    assert any(f"alice#{alice.fingerprint}" in key for key in keys)
+    for secret in (alice.refresh_token, rotated, token):
+        assert secret and not any(secret in key or secret.split(".")[-1] in key for key in keys)
