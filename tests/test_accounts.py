@@ -110,6 +110,7 @@ def test_roster_file_default_wins_over_variables(tmp_path, caplog):
 BAD_LINES = [
     ("{oops", "2: not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
     ('["alice"]', "2: each line must be a JSON object"),
+    ("[" * 100_000, "2: not an account (nested too deeply)"),
     ('{"refresh_token": "sec"}', "2: each account needs a \"name\" of 1-64 letters, digits, '.', '_' or '-' (it appears in logs and errors)"),
     ('{"name": "a b", "anonymous": true}', "2: each account needs a \"name\" of 1-64 letters, digits, '.', '_' or '-' (it appears in logs and errors)"),
     ('{"name": "dave"}', "2: account 'dave' needs exactly one of refresh_token, cookie, anonymous"),
@@ -124,7 +125,7 @@ BAD_LINES = [
 
 
 @pytest.mark.parametrize(("line", "message"), BAD_LINES, ids=[
-    "not-json", "not-object", "no-name", "unsafe-name", "no-kind", "two-kinds", "unknown-field",
+    "not-json", "not-object", "deep", "no-name", "unsafe-name", "no-kind", "two-kinds", "unknown-field",
     "agent-without-cookie", "anonymous-not-true", "empty-secret", "header-injection", "duplicate",
 ])
 def test_roster_bad_file_stops_start_naming_file_and_line(tmp_path, line, message):
@@ -140,6 +141,20 @@ def test_roster_file_without_accounts_stops_start(tmp_path):
     with pytest.raises(ConfigError) as info:
         roster_for(path)
     assert str(info.value) == f"{path}: no account is defined; add one JSON object a line, or unset COPILOT_ACCOUNTS_FILE"
+
+
+def test_roster_file_with_a_bom_is_read(tmp_path):
+    path = tmp_path / "accounts.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + CAROL.encode() + b"\r\n")
+    assert roster_for(str(path)).accounts() == (Account("carol", "anonymous"),)
+
+
+def test_roster_file_not_utf8_stops_start(tmp_path):
+    path = tmp_path / "accounts.jsonl"
+    path.write_bytes(CAROL.encode() + b"\n\xff\n")
+    with pytest.raises(ConfigError) as info:
+        roster_for(str(path))
+    assert str(info.value) == f"{path}:2: not UTF-8 text"
 
 
 def test_roster_missing_file_stops_start_naming_the_variable(tmp_path):

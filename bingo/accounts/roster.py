@@ -128,8 +128,13 @@ def env_account(settings: Settings) -> Account | None:
 
 def read_file(path: str) -> tuple[Account, ...]:
     """Parse an accounts file; raises ConfigError naming `path:line` (never a value)."""
-    with open(path, encoding="utf-8") as file:
-        lines = file.read().splitlines()
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        lines = data.decode("utf-8-sig").splitlines()  # -sig: Windows editors start with a BOM
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
     accounts: list[Account] = []
     first_line: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
@@ -152,6 +157,8 @@ def parse_line(text: str, where: str) -> Account:
         entry = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not an account (nested too deeply)") from None
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: each line must be a JSON object")
     name = _name(entry, where)
