@@ -133,8 +133,8 @@ def read_file(path: str) -> tuple[Account, ...]:
     try:
         lines = data.decode("utf-8-sig").splitlines()  # -sig: Windows editors start with a BOM
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
+        number = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{number}: not UTF-8 text") from None
     accounts: list[Account] = []
     first_line: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
