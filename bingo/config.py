@@ -70,6 +70,9 @@ class Settings:
     chunk_message: bool = True  # stream chunks repeat their text in `message` (the seed's snippets)
     responses_kept: int = 1_000  # stored Responses API responses; the oldest are evicted
     redis_url: str = ""  # shared state across processes; "" = in this process (repr drops the password)
+    fetch_images: bool = False  # image parts may be http(s) URLs, fetched by the gateway
+    # Tests only, never read from the environment: their image server listens on 127.0.0.1.
+    fetch_images_from_loopback: bool = False
     log_level: str = "INFO"
 
     @property
@@ -120,6 +123,7 @@ class Settings:
             chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
             responses_kept=_count(env, "BINGO_RESPONSES_KEPT", 1_000),
             redis_url=_redis_url(env),
+            fetch_images=_flag(env, "BINGO_FETCH_IMAGES", False),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
 

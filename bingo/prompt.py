@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import tools
+from . import images, tools
 from .errors import InvalidRequest
 from .tools import AUTO, ResponseFormat, Tool, ToolChoice
 from .wire import Message
@@ -74,7 +74,7 @@ def fold_messages(messages: tuple[Message, ...], budget: int) -> Prompt:
 def _block(message: Message) -> str:
     if message.role in _SYSTEM_ROLES:
         return f"[system](#additional_instructions)\n{message.content.strip()}\n"
-    return f"[{message.role}](#message)\n{message.content.strip()}\n"
+    return f"[{message.role}](#message)\n{_text(message)}\n"
 
 
 def transcript(messages: tuple[Message, ...], limit: int) -> str:
@@ -90,7 +90,7 @@ def transcript(messages: tuple[Message, ...], limit: int) -> str:
     question = messages[last_user].content.strip()
     earlier = [m for i, m in enumerate(messages) if i != last_user]
     system = [m.content.strip() for m in earlier if m.role in _SYSTEM_ROLES and m.content.strip()]
-    turns = [_line(m) for m in earlier if m.role not in _SYSTEM_ROLES and m.content.strip()]
+    turns = [_line(m) for m in earlier if m.role not in _SYSTEM_ROLES and _text(m)]
     if not system and not turns:
         _check_length(len(question), limit, "The last user message is")
         return question
@@ -119,4 +119,12 @@ def _check_length(chars: int, limit: int, what: str) -> None:
 
 def _line(message: Message) -> str:
     speaker = "Assistant" if message.role == "assistant" else "User"
-    return f"{speaker}: {message.content.strip()}"
+    return f"{speaker}: {_text(message)}"
+
+
+def _text(message: Message) -> str:
+    """An earlier message's text, with an "[image]" line for each image it carried.
+
+    Only the question's images go upstream (images.sent); earlier ones are history.
+    """
+    return "\n".join(filter(None, [message.content.strip(), images.markers(len(message.images))]))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import prompt, shutdown, sse, tools, wire
+from . import image_fetch, images, prompt, shutdown, sse, tools, wire
 from .answer import Answer
 from .config import Settings
 from .errors import (
@@ -64,6 +64,7 @@ class TurnRelay:
         self._messages = messages
         self._started = time.monotonic()
         self._turn: Turn | None = None
+        self._images: tuple[images.Image, ...] | None = None  # read once: a corrective turn sends them again
         self._watch: ClientWatch | None = None
         self._quiet = False  # one-shot: events are taken, not rendered
         self._corrected = False  # the one corrective turn has been opened
@@ -73,7 +74,9 @@ class TurnRelay:
         self._watch = watch
         if shutdown.stopping():
             raise ServerShuttingDown("The gateway is restarting; retry the request.")
-        self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch))
+        if self._images is None:
+            self._images = images.load(self._messages, self._model.upstream, image_fetch.fetcher(self._settings))
+        self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch, self._images))
 
     def close(self) -> None:
         if self._turn is not None:

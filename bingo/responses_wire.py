@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import prompt, tools
+from . import images, prompt, tools
 from .errors import InvalidRequest
+from .images import ImageRef
 from .models import DEFAULT_NAME, Catalogue, Model
 from .tools import NONE, ResponseFormat, Tool, ToolCall, ToolChoice
 from .wire import MAX_MODEL_CHARS, Message, estimate_tokens, optional_bool
@@ -106,7 +107,9 @@ def history_rows(messages: tuple[Message, ...]) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for m in messages:
         extra = [[[c.id, c.name, c.arguments] for c in m.tool_calls], m.tool_call_id] if m.tool_calls or m.tool_call_id else []
-        rows.append([m.role, m.content, *extra])
+        # Images are not stored: a later turn's transcript shows an "[image]" marker.
+        content = "\n".join(filter(None, [m.content, images.markers(len(m.images))]))
+        rows.append([m.role, content, *extra])
     return rows
 
 
@@ -155,29 +158,38 @@ def _item(item: object, param: str) -> Message | None:
         role = item.get("role")
         if role not in _ROLES:
             raise InvalidRequest(f"'{param}.role' must be one of {', '.join(_ROLES)}.", param=f"{param}.role")
-        return Message(role, _content(item.get("content"), f"{param}.content"))
+        text, pictures = _content(item.get("content"), f"{param}.content", role)
+        return Message(role, text, images=pictures)
     if kind == "reasoning":
         return None  # an earlier answer's reasoning: not part of the conversation
     if kind == "function_call":
         call = ToolCall(_str(item, "call_id", param), _str(item, "name", param), _str(item, "arguments", param))
         return Message("assistant", "", tool_calls=(call,))
     if kind == "function_call_output":
-        return Message("tool", _content(item.get("output"), f"{param}.output"), tool_call_id=_str(item, "call_id", param))
+        return Message("tool", _content(item.get("output"), f"{param}.output")[0], tool_call_id=_str(item, "call_id", param))
     raise InvalidRequest(f"'{param}' has type '{kind}'; this gateway accepts message, function_call and function_call_output items.", param=param)
 
 
-def _content(value: object, param: str) -> str:
+def _content(value: object, param: str, role: str = "tool") -> tuple[str, tuple[ImageRef, ...]]:
+    """The text of a content array (its text parts joined by newlines) and its input_image parts."""
     if isinstance(value, str):
-        return value
+        return value, ()
     if not isinstance(value, list):
         raise InvalidRequest(f"'{param}' must be a string or an array of text parts.", param=param)
-    texts = []
+    texts, pictures = [], []
     for i, part in enumerate(value):
+        if isinstance(part, dict) and part.get("type") == "input_image" and role == "user":
+            pictures.append(images.parse_responses_part(part, f"{param}[{i}]"))
+            continue
         key = _TEXT_PARTS.get(str(part.get("type"))) if isinstance(part, dict) else None
         if key is None or not isinstance(part.get(key), str):
-            raise InvalidRequest(f"'{param}[{i}]' must be an input_text or output_text part; this gateway reads text only.", param=f"{param}[{i}]")
+            raise InvalidRequest(
+                f"'{param}[{i}]' must be an input_text or output_text part (or, in a user message, an "
+                "input_image part).",
+                param=f"{param}[{i}]",
+            )
         texts.append(part[key])
-    return "\n".join(texts)
+    return "\n".join(texts), tuple(pictures)
 
 
 def _str(item: dict, key: str, param: str) -> str:

@@ -10,8 +10,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from . import tools
+from . import images, tools
 from .errors import InvalidRequest
+from .images import ImageRef
 from .models import DEFAULT_NAME, Catalogue, Model
 from .tools import NONE, ResponseFormat, Tool, ToolCall, ToolChoice
 
@@ -25,6 +26,7 @@ class Message:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant's earlier calls
     tool_call_id: str | None = None  # a `tool` message: the call it answers
+    images: tuple[ImageRef, ...] = ()  # a user message's image parts (only the last one's are sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,32 +140,47 @@ def _message(item: object, index: int) -> Message:
     role = item.get("role")
     if not isinstance(role, str) or not role:
         raise InvalidRequest(f"'{param}.role' must be a string such as 'user'.", param=f"{param}.role")
+    content, pictures = _content(item.get("content"), role, f"{param}.content")
     if role == "assistant" and item.get("tool_calls") is not None:
         calls = tools.parse_tool_calls(item["tool_calls"], f"{param}.tool_calls")
-        return Message(role, _content(item.get("content"), role, f"{param}.content"), tool_calls=calls)
+        return Message(role, content, tool_calls=calls)
     if role == "tool":
         call_id = item.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
             raise InvalidRequest(f"'{param}.tool_call_id' must name the call this result answers.", param=f"{param}.tool_call_id")
-        return Message(role, _content(item.get("content"), role, f"{param}.content"), tool_call_id=call_id)
-    return Message(role, _content(item.get("content"), role, f"{param}.content"))
+        return Message(role, content, tool_call_id=call_id)
+    return Message(role, content, images=pictures)
 
 
-def _content(value: object, role: str, param: str) -> str:
+def _content(value: object, role: str, param: str) -> tuple[str, tuple[ImageRef, ...]]:
+    """A message's text (its text parts joined by newlines) and its image parts."""
     if isinstance(value, str):
-        return value
+        return value, ()
     if value is None and role == "assistant":
-        return ""
-    if isinstance(value, list):
-        return "\n".join(_text_part(part, f"{param}[{i}]") for i, part in enumerate(value))
-    raise InvalidRequest(f"'{param}' must be a string or an array of text parts.", param=param)
+        return "", ()
+    if not isinstance(value, list):
+        raise InvalidRequest(f"'{param}' must be a string or an array of text and image_url parts.", param=param)
+    texts: list[str] = []
+    pictures: list[ImageRef] = []
+    for i, part in enumerate(value):
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            pictures.append(_image_part(part, role, f"{param}[{i}]"))
+        else:
+            texts.append(_text_part(part, f"{param}[{i}]"))
+    return "\n".join(texts), tuple(pictures)
+
+
+def _image_part(part: dict, role: str, param: str) -> ImageRef:
+    if role != "user":
+        raise InvalidRequest(f"'{param}' is an image in a '{role}' message; only user messages may carry images.", param=param)
+    return images.parse_chat_part(part, param)
 
 
 def _text_part(part: object, param: str) -> str:
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise InvalidRequest(f"'{param}' must be an object with a 'type'.", param=param)
     if part["type"] != "text":
-        raise InvalidRequest(f"'{param}' has type '{part['type']}'; this gateway accepts text parts only.", param=param)
+        raise InvalidRequest(f"'{param}' has type '{part['type']}'; this gateway accepts text and image_url parts.", param=param)
     text = part.get("text")
     if not isinstance(text, str):
         raise InvalidRequest(f"'{param}.text' must be a string.", param=f"{param}.text")

@@ -78,6 +78,8 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "chunk_message": True,
         "responses_kept": 1_000,
         "redis_url": "",
+        "fetch_images": False,
+        "fetch_images_from_loopback": False,
         "log_level": "INFO",
     }
 

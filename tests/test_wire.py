@@ -334,7 +334,7 @@ def test_parse_request_n_one_accepted(n):
 STREAM_OPTIONS_MESSAGE = (
     "The 'stream_options' parameter is only allowed when 'stream' is enabled."
 )
-IMAGE_PART = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+AUDIO_PART = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
 
 
 @pytest.mark.parametrize(
@@ -371,7 +371,7 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "https://example.com/cat
                 messages=[
                     {
                         "role": "user",
-                        "content": [{"type": "text", "text": "Look:"}, IMAGE_PART],
+                        "content": [{"type": "text", "text": "Look:"}, AUDIO_PART],
                     }
                 ]
             ),
@@ -379,7 +379,7 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "https://example.com/cat
             None,
         ),
         (
-            body(messages=[*USER_HI, {"role": "user", "content": [IMAGE_PART]}]),
+            body(messages=[*USER_HI, {"role": "user", "content": [AUDIO_PART]}]),
             "messages[1].content[0]",
             None,
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..images import Image
 from ..models import Model
 from ..wire import Message
 
@@ -89,3 +90,4 @@ class TurnRequest:
     model: Model
     messages: tuple[Message, ...]  # validated; at least one from the user
     watch: ClientWatch | None = None
+    images: tuple[Image, ...] = ()  # checked images to send before the question (Copilot only)
