@@ -67,10 +67,12 @@ class Reply:
 def http_json(
     settings: Settings, upstream: str, method: str, url: str, headers: Mapping[str, str], what: str,
     body: dict | None = None, *, accept: tuple[int, ...] = (), form: Mapping[str, str] | None = None,
+    data: bytes | None = None,
 ) -> Reply:
     """Make one HTTP call on the process's pooled session and decode its JSON body.
 
-    `body` is sent as JSON, `form` as application/x-www-form-urlencoded (OAuth).
+    `body` is sent as JSON, `form` as application/x-www-form-urlencoded (OAuth),
+    `data` as raw bytes (an attachment upload) with the Content-Type in `headers`.
 
     A 2xx (or a status in `accept`) comes back as a Reply whose body is None when
     it is empty or not JSON, for the caller to judge; any other status raises the
@@ -82,7 +84,8 @@ def http_json(
     guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: tls.reading_socket(reader))
     try:
         response = tls.session(settings.ca_bundle).request(
-            method, url, headers=dict(headers), json=body, data=form, allow_redirects=False,
+            method, url, headers=dict(headers), json=body, data=form if form is not None else data,
+            allow_redirects=False,
             proxies={"http": proxy, "https": proxy} if proxy else None,
             timeout=(settings.connect_timeout, settings.connect_timeout),
         )

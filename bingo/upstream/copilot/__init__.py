@@ -23,6 +23,7 @@ from ...prompt import transcript
 from ..engine import Opening, Step
 from ..events import TurnRequest
 from ..transport import Reply, http_json
+from . import attachments
 from .tracker import CHAT, CopilotTracker, parse_frame
 
 CREATE = "Copilot's conversation create"
@@ -109,11 +110,13 @@ def _conversation_id(reply: Reply, key: str) -> str:
     return conversation_id
 
 
-def build_send(conversation_id: str, text: str, mode: str, presentation: str) -> dict[str, object]:
+def build_send(
+    conversation_id: str, text: str, mode: str, presentation: str, images: tuple[dict[str, str], ...] = (),
+) -> dict[str, object]:
     send: dict[str, object] = {
         "event": "send",
         "conversationId": conversation_id,
-        "content": [{"type": "text", "text": text}],
+        "content": [*images, {"type": "text", "text": text}],  # images first (attachments.py)
         "mode": mode,
     }
     if presentation == "web":
@@ -132,6 +135,8 @@ class CopilotAdapter:
         self._mode = request.model.mode
         # Checked before any upstream call: a question over the limit is a 400 now.
         self._text = transcript(request.messages, settings.copilot_max_chars)
+        self._images = request.images
+        attachments.require_sign_in(self._images, settings.copilot_access_token)
         self._tracker: CopilotTracker | None = None
 
     @property
@@ -140,8 +145,12 @@ class CopilotAdapter:
 
     def create(self) -> Opening:
         conversation_id, anon_cookie = start_conversation(self._settings)
+        images = attachments.upload(
+            self._settings, self._images, self._settings.copilot_access_token, rest_headers(self._settings),
+            upgrade_headers(self._settings, anon_cookie).get("Cookie", ""),
+        )
         presentation = self._settings.copilot_presentation
-        send = build_send(conversation_id, self._text, self._mode, presentation)
+        send = build_send(conversation_id, self._text, self._mode, presentation, images)
         opening = (SET_OPTIONS, CONSENTS) if presentation == "web" else ()
         self._tracker = CopilotTracker(send, opening)
         url = chat_url(self._settings, str(uuid.uuid4()))
