@@ -24,6 +24,7 @@ from typing import Any
 
 from websockets.sync.server import ServerConnection
 
+from .attachments import seen
 from .challenge import HASHCASH_BITS, HOLDING, Challenge, accepts, make_challenge
 from .copilot_script import copilot_steps, error_event
 from .directives import COPILOT_CONNECT, COPILOT_TURN, Plan, parse_directives, plan_from
@@ -162,7 +163,9 @@ class CopilotSession(Session):
             return self._pose(plan)
         if plan.mode_selected is not None:
             self.awaiting = (plan.mode_selected, replace(plan, mode_selected=None))
-        steps = copilot_steps(plan, str(conversation_id), prompt, mode)
+        # Image parts (uploaded to /c/api/attachments) are described ahead of the text.
+        seen_prompt = seen(self.state.attachments, event.get("content"), prompt)
+        steps = copilot_steps(plan, str(conversation_id), seen_prompt, mode)
         self._start(plan, steps)
 
     def _plan_for(self, prompt: str, mode: str) -> Plan | None:

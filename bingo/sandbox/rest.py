@@ -2,7 +2,8 @@
 
 One request per connection (we answer `Connection: close`). Every request except
 the /sandbox/* control endpoints is recorded for `Sandbox.requests` (method,
-path, query, headers, and the body: decoded JSON, else text, else None).
+path, query, headers, and the body: the bytes of an image, else decoded JSON, else
+text, else None).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import create
+from . import attachments, create
 from .create import Reply, json_reply
 from .directives import parse_spec
 from .state import State
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024  # an image upload may be 10 MiB
 CONTROL_PREFIX = "/sandbox/"
 
 Route = Callable[["SandboxHandler"], Reply]
@@ -59,7 +60,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     "path": self.route_path,
                     "query": self.query,
                     "headers": dict(self.headers.items()),
-                    "body": _decoded(self.body),
+                    "body": _decoded(self.body, self.headers.get("Content-Type", "")),
                 }
             )
         methods = _ROUTES.get(self.route_path, {})
@@ -99,10 +100,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-def _decoded(body: bytes) -> Any:
-    """A request body for the record: its JSON if it parses, else its text, else None."""
+def _decoded(body: bytes, content_type: str) -> Any:
+    """A request body for the record: an image's bytes, JSON if it parses, else text, else None."""
     if not body:
         return None
+    if content_type.lower().startswith("image/"):
+        return body
     text = body.decode("utf-8", "replace")
     try:
         return json.loads(text)
@@ -143,10 +146,17 @@ _ROUTES: dict[str, dict[str, Route]] = {
         "GET": lambda h: create.chathub_create(h.state, h.cookie)
     },
     "/c/api/conversations": {
-        "POST": lambda h: create.copilot_create(h.state, h.cookie, start=False)
+        "POST": lambda h: attachments.started(
+            h.state.attachments, dict(h.headers.items()), create.copilot_create(h.state, h.cookie, start=False)
+        )
     },
     "/c/api/start": {
-        "POST": lambda h: create.copilot_create(h.state, h.cookie, start=True)
+        "POST": lambda h: attachments.started(
+            h.state.attachments, dict(h.headers.items()), create.copilot_create(h.state, h.cookie, start=True)
+        )
+    },
+    "/c/api/attachments": {
+        "POST": lambda h: attachments.upload(h.state.attachments, dict(h.headers.items()), h.body)
     },
     "/c/api/user": {"GET": lambda h: create.copilot_user()},
     "/sandbox/faults": {"POST": _queue_faults, "DELETE": _clear_faults},

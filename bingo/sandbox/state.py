@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from .faults import FaultQueue
 from .registry import Registry
+from .uploads import Attachments
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class State:
         self.options = options
         self.registry = Registry()
         self.faults = FaultQueue()
+        self.attachments = Attachments()  # Copilot's /c/api/attachments
         # websockets' ServerConnection reads `socket_closed` to refuse handshakes
         # that race with shutdown; for us that is "the sandbox is stopping".
         self.socket_closed = threading.Event()
