@@ -17,6 +17,7 @@ import resource
 import selectors
 import socket
 import time
+from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -26,7 +27,7 @@ from gunicorn.http2 import negotiation
 from gunicorn.util import write_nonblock
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from . import routes
+from . import memory, routes
 from .config import Settings
 from .errors import unreadable_request
 from .prefetch import Prefetched, RequestScan, Verdict
@@ -36,13 +37,15 @@ RECV_BYTES = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+@dataclass(eq=False)
 class Reading:
     """One connection whose request the event loop is reading."""
 
-    def __init__(self, conn: TConn, scan: RequestScan, deadline: float) -> None:
-        self.conn, self.scan, self.deadline = conn, scan, deadline
-        self.registered = False
-        self.continued = False
+    conn: TConn
+    scan: RequestScan
+    deadline: float
+    registered: bool = False  # on the poller
+    continued: bool = False  # `100 Continue` sent
 
 
 class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -57,6 +60,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.reading: dict[TConn, Reading] = {}  # in deadline order: every deadline is start + read_timeout
         self.timed_out, self.timed_out_logged_at = 0, 0.0  # connections closed for time, not logged yet
         raise_fd_limit(self.cfg.worker_connections + 64)
+        memory.limit_arenas()  # before the pool's threads allocate
         super().init_process()
 
     # -- reading requests in the event loop ------------------------------------------
@@ -100,12 +104,9 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             if conn not in self.reading:
                 return
         state.registered = True
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable_event, state))
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, state))
 
-    def _on_readable_event(self, state: Reading, sock: socket.socket) -> None:
-        self._on_readable(state)
-
-    def _on_readable(self, state: Reading) -> None:
+    def _on_readable(self, state: Reading, sock: socket.socket | None = None) -> None:
         try:
             data = state.conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -123,7 +124,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if verdict is Verdict.MORE:
             if state.scan.expects_continue and not state.continued:
                 state.continued = True
-                try:  # 14 bytes into an empty send buffer: never partial in practice
+                try:  # 25 bytes into an empty send buffer: never partial in practice
                     state.conn.sock.send(CONTINUE)
                 except OSError:
                     pass

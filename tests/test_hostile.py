@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -22,10 +23,12 @@ from bingo.prefetch import Prefetched, RequestScan, Verdict
 from bingo.watch import PROBE, SocketWatch
 from tests.helpers import content_of, expected_content, read_sse
 from tests.test_e2e import API_KEY, Gateway
+from tests.test_reliability import worker_pid
 
 READ_TIMEOUT = 2.0  # BINGO_REQUEST_READ_TIMEOUT of the gateway below
 STALLED = 1_000
 SECRET = "sk-hostile-QUERY-SECRET-7731"
+FIGURES: dict[str, str] = {}  # measured figures, printed at the end of the module (-s or -rA)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +158,7 @@ def test_1000_stalled_connections_leave_the_pool_to_honest_clients(gateway, sand
             seconds.append(time.monotonic() - began)
             assert response.status == 200
             assert reply == {"status": "ok"} if n % 2 else reply["choices"][0]["message"]["content"] == expected_content(prompt)
+        FIGURES["honest requests beside 1,000 stalled connections, slowest"] = f"{max(seconds) * 1000:.0f} ms"
         assert max(seconds) < 1.0, seconds
         assert time.monotonic() - started < READ_TIMEOUT - 0.2, "too slow to tell early closes from timed-out ones"
         assert not any(is_closed(sock) for sock in stalled), "a connection was closed before its read timeout"
@@ -270,6 +274,66 @@ def test_a_half_closed_client_gets_its_whole_answer(gateway, sandbox, stream):
     assert '" 499 ' not in gateway.log()
 
 
+# -- memory after a burst ---------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def ask(gw: Gateway, payload: bytes) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
+    try:
+        connection.request("POST", "/v1/chat/completions", payload,
+                           {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def burst(gw: Gateway, pid: int) -> float:
+    """12 bodies of 2,000 messages (4 MB each) and 100 streams at once; the peak RSS seen."""
+    big = json.dumps({"model": "copilot", "messages": [
+        {"role": "user", "content": "x" * 2_000 + str(n)} for n in range(2_000)]}).encode()
+    streams = [chat_payload(f"[sandbox:chars=20000] burst {n}", stream=True) for n in range(100)]
+    peak = 0.0
+    with ThreadPoolExecutor(112) as pool:
+        futures = [pool.submit(ask, gw, big) for _ in range(12)] + [pool.submit(ask, gw, s) for s in streams]
+        deadline = time.monotonic() + 60
+        while not all(f.done() for f in futures) and time.monotonic() < deadline:
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.05)
+        assert [f.result() for f in futures] == [200] * len(futures)
+    return peak
+
+
+def settled_rss(pid: int) -> float:
+    """The RSS once the idle trim ran (half a second after the last answer): its low point over 3 s."""
+    low, deadline = rss_mb(pid), time.monotonic() + 3
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        low = min(low, rss_mb(pid))
+    return low
+
+
+@pytest.mark.slow
+def test_a_workers_rss_goes_back_down_after_each_burst(gateway):
+    pid = worker_pid(gateway)
+    idle = rss_mb(pid)
+    first_peak = burst(gateway, pid)
+    warm = settled_rss(pid)  # the pool's new threads keep their stacks: the idle figure from now on
+    second_peak = burst(gateway, pid)
+    after = settled_rss(pid)
+    rss = {"idle": idle, "first peak": first_peak, "after it": warm, "second peak": second_peak, "after it ": after}
+    FIGURES["worker RSS around two bursts"] = ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
+    assert warm < idle + 0.5 * (first_peak - idle), rss  # most of the burst went back
+    assert after <= 1.2 * warm, rss  # and a second burst leaves no more behind
+
+
+
 # -- the pieces, on loopback sockets ------------------------------------------------------------
 
 
@@ -377,3 +441,10 @@ def test_prefetched_serves_its_bytes_then_the_socket_until_the_deadline(tcp_pair
     began = time.monotonic()
     assert source.recv(4) == b""  # nothing more before the deadline: read as the end of input
     assert source.expired and 0.1 < time.monotonic() - began < 1.0
+
+
+def test_report_figures(capsys):
+    """Print what the slow tests measured (pytest -rA or -s shows it)."""
+    with capsys.disabled():
+        for name, figure in FIGURES.items():
+            print(f"\n{name}: {figure}")
