@@ -206,7 +206,7 @@ _UNREADABLE = {
 def unreadable_request(status: int) -> BingoError:
     """The error for a request gunicorn refused with `status` (any other status: an internal error)."""
     if status not in _UNREADABLE:
-        return BingoError("The gateway hit an internal error reading the request; see its log.")
+        return BingoError("The gateway hit an internal error; see its log.")
     error = UnreadableRequest(_UNREADABLE[status][1])
     error.status, error.code = status, _UNREADABLE[status][0]
     return error
