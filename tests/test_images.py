@@ -45,6 +45,7 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xf
 GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
 WEBP = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00"
 QUESTION = "What is in this image?"
+ONE_PNG = "data:image/png;base64," + base64.b64encode(PNG).decode()
 
 
 def data_url(data: bytes, declared: str = "image/png") -> str:
@@ -195,6 +196,45 @@ def test_responses_api_input_image(client_in, sandbox):
     assert [p["type"] for p in last_send(sandbox)["content"]] == ["image", "text"]
 
 
+def test_upload_carries_the_sessions_cookie(client_in, sandbox):
+    """The anonymous-session cookie /c/api/start set rides on the upload as on the upgrade."""
+    before = len(sandbox.requests)
+    assert ask(client_in, [user(image(ONE_PNG))]).status_code == 200
+    upload = sandbox.requests[before:][1]
+    cookie = sandbox.upgrades[-1]["headers"]["Cookie"]
+    assert cookie.startswith("__Host-copilot-anon=") and upload["headers"]["Cookie"] == cookie
+
+
+def test_a_corrective_turn_sends_the_images_again(client_in, sandbox):
+    """response_format JSON, which the sandbox's echo never is: the corrective turn is a
+    new conversation, so its images are uploaded to it again (read once, sent twice)."""
+    before = len(sandbox.requests)
+    body = {"model": "copilot", "messages": [user(image(ONE_PNG))], "response_format": {"type": "json_object"}}
+    reply = client_in.post("/v1/chat/completions", json=body)
+    assert reply.status_code == 502 and reply.get_json()["error"]["code"] == "invalid_model_output"
+    paths = [r["path"] for r in sandbox.requests[before:]]
+    assert paths == ["/c/api/start", "/c/api/attachments"] * 2
+    first, second = (next(f for f in frames if f.get("event") == "send") for frames in sandbox.received[-2:])
+    for send in (first, second):
+        assert [p["type"] for p in send["content"]] == ["image", "text"]
+    assert f"\n\nUser: {QUESTION}\n[image]\nAssistant: " in second["content"][1]["text"]
+
+
+def test_responses_history_keeps_an_image_marker(client_in, sandbox):
+    content = [{"type": "input_text", "text": QUESTION}, {"type": "input_image", "image_url": ONE_PNG}]
+    first = client_in.post("/v1/responses", json={"model": "copilot", "input": [{"role": "user", "content": content}]})
+    answer = first.get_json()["output"][0]["content"][0]["text"]
+    before = len(sandbox.requests)
+    second = client_in.post("/v1/responses", json={
+        "model": "copilot", "input": "And then?", "previous_response_id": first.get_json()["id"],
+    })
+    assert second.status_code == 200
+    assert [r["path"] for r in sandbox.requests[before:]] == ["/c/api/start"]  # nothing uploaded again
+    assert last_send(sandbox)["content"] == [
+        {"type": "text", "text": f"User: {QUESTION}\n[image]\nAssistant: {answer}\nUser: And then?"},
+    ]
+
+
 def test_responses_api_refusals_name_their_own_params(client_in, sandbox):
     upstream = Upstream(sandbox)
     content = [{"type": "input_text", "text": "hi"}, {"type": "input_image", "image_url": data_url(b"plain text")}]
@@ -217,7 +257,6 @@ def test_responses_api_refusals_name_their_own_params(client_in, sandbox):
 
 # -- refusals: exact bodies, nothing upstream -------------------------------------------
 
-ONE_PNG = data_url(PNG)
 TOO_BIG = data_url(PNG + bytes(MAX_IMAGE_BYTES))
 
 
@@ -555,3 +594,30 @@ def test_the_readme_image_example_runs_against_the_sandbox(signed_in_gateway, sa
     done = subprocess.run([sys.executable, str(example)], check=False, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == expected_content(seen(("image/png", PNG))) + "\n"
+
+
+# -- Copilot refusing an upload: the failure table ------------------------------------------
+
+
+@pytest.mark.parametrize(("fault", "status", "error"), [
+    ("attachment-401", 502, {
+        "message": "Copilot's attachment upload refused the credentials (HTTP 401): refresh COPILOT_COOKIE or "
+                   "COPILOT_ACCESS_TOKEN.",
+        "type": "upstream_error", "param": None, "code": "upstream_auth_failed",
+    }),
+    ("attachment-413", 400, {
+        "message": "Copilot's attachment upload refused 'messages[0].content[1]' as too large (HTTP 413). "
+                   "Send a smaller image.",
+        "type": "invalid_request_error", "param": "messages[0].content[1]", "code": "image_too_large",
+    }),
+    ("attachment-nourl", 502, {
+        "message": "Copilot's attachment upload answered HTTP 200 without the image's URL ({\"url\": ...}).",
+        "type": "upstream_error", "param": None, "code": "bad_upstream_frame",
+    }),
+], ids=["401", "413", "no-url"])
+def test_a_refused_upload_is_the_tables_error_and_opens_no_socket(client_in, sandbox, fault, status, error):
+    sandbox.queue_fault(fault)
+    sockets = len(sandbox.received)
+    reply = ask(client_in, [user(image(ONE_PNG))])
+    assert (reply.status_code, reply.get_json()) == (status, {"error": error})
+    assert len(sandbox.received) == sockets

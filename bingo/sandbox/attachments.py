@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .create import Reply, json_reply
+from .directives import ATTACHMENTS
+from .state import State
 from .uploads import Attachment, Attachments, digest
 
 
@@ -38,8 +40,12 @@ def started(attachments: Attachments, headers: Mapping[str, str], reply: Reply) 
     return reply
 
 
-def upload(attachments: Attachments, headers: Mapping[str, str], body: bytes) -> Reply:
-    """POST /c/api/attachments: the raw image in, `{"url"}` out."""
+def upload(state: State, headers: Mapping[str, str], body: bytes) -> Reply:
+    """POST /c/api/attachments: the raw image in, `{"url"}` out, unless a queued fault says otherwise."""
+    fault = state.faults.take(ATTACHMENTS)
+    if fault is not None:
+        return _FAULTS[fault[0]]
+    attachments = state.attachments
     token = bearer(headers)
     if not token:
         return json_reply({"message": "Unauthorized"}, status=401)
@@ -49,6 +55,13 @@ def upload(attachments: Attachments, headers: Mapping[str, str], body: bytes) ->
     if not content_type.startswith("image/") or not body:
         return json_reply({"message": "Unsupported attachment."}, status=415)
     return json_reply({"url": attachments.store(content_type, body).url})
+
+
+_FAULTS = {
+    "attachment-401": json_reply({"message": "Unauthorized"}, status=401),
+    "attachment-413": json_reply({"message": "Payload too large"}, status=413),
+    "attachment-nourl": json_reply({}),
+}
 
 
 def seen(attachments: Attachments, content: Any, text: str) -> str:

@@ -17,6 +17,10 @@ HTML, `cf-mitigated: challenge`), create-429 (`Retry-After: 7`),
 create-redirect (302 to http://127.0.0.2:1/elsewhere). `/c/api/start` only:
 start-blocked (the usual 200 with `"isBlocked": true`).
 
+Stage attachments, Copilot (`/c/api/attachments`): attachment-401
+(`{"message":"Unauthorized"}`), attachment-413 (`{"message":"Payload too large"}`),
+attachment-nourl (200 with `{}`).
+
 Stage upgrade, either protocol: ws-403, ws-200 (an HTML page), ws-500.
 Stage handshake, ChatHub: no-handshake-ack.
 Stage connect, Copilot (queued only; taken when the socket opens):
@@ -116,6 +120,7 @@ COPILOT_START = COPILOT_CREATE | {"start-blocked"}
 COPILOT_CONNECT = frozenset({"connected-twice", "connected-delay", "no-connected"})
 # Stage "upgrade": consumed by the next websocket upgrade (either protocol).
 UPGRADE = frozenset({"ws-403", "ws-200", "ws-500"})
+ATTACHMENTS = frozenset({"attachment-401", "attachment-413", "attachment-nourl"})
 # Stage "handshake": consumed by the next SignalR handshake.
 HANDSHAKE = frozenset({"no-handshake-ack"})
 
@@ -185,6 +190,7 @@ KNOWN = (
     | COPILOT_START
     | COPILOT_CONNECT
     | UPGRADE
+    | ATTACHMENTS
     | HANDSHAKE
     | CHATHUB_TURN
     | COPILOT_TURN

@@ -156,7 +156,7 @@ _ROUTES: dict[str, dict[str, Route]] = {
         )
     },
     "/c/api/attachments": {
-        "POST": lambda h: attachments.upload(h.state.attachments, dict(h.headers.items()), h.body)
+        "POST": lambda h: attachments.upload(h.state, dict(h.headers.items()), h.body)
     },
     "/c/api/user": {"GET": lambda h: create.copilot_user()},
     "/sandbox/faults": {"POST": _queue_faults, "DELETE": _clear_faults},

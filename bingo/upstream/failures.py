@@ -63,6 +63,22 @@ def for_status(upstream: str, status: int, what: str, retry_after: str | None = 
     return UpstreamError(f"{what} answered HTTP {status}: check BINGO_COPILOT_URL.")
 
 
+# Copilot's image upload (`/c/api/attachments`): what it says about the image itself.
+ATTACHMENT_STATUSES = (413, 415)
+
+
+def for_attachment(status: int, what: str, param: str) -> BingoError:
+    """A refused image upload (ATTACHMENT_STATUSES): the client's 400, naming its image part."""
+    if status == 413:
+        return InvalidRequest(
+            f"{what} refused '{param}' as too large (HTTP 413). Send a smaller image.", param=param, code="image_too_large",
+        )
+    return InvalidRequest(
+        f"{what} refused '{param}' as a type it does not take (HTTP {status}). Send it as PNG or JPEG.",
+        param=param, code="invalid_image_format",
+    )
+
+
 def for_redirect(what: str, location: str) -> BingoError:
     """Redirects are never followed: credentials must not travel to another origin."""
     return UpstreamError(f"{what} redirected to {location or 'nowhere'}; redirects are not followed. Check the upstream URL settings.")

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from ...config import Settings
 from ...errors import InvalidRequest, UpstreamProtocolError
 from ...images import Image
+from ..failures import ATTACHMENT_STATUSES, for_attachment
 from ..transport import Reply, http_json
 
 UPLOAD = "Copilot's attachment upload"
@@ -43,7 +44,8 @@ def upload(
     """Upload each image in order; the `send` content parts that name them.
 
     `headers` are the presentation's REST headers and `cookie` the session's Cookie
-    header ("" for none). Raises the failure table's error for a refused upload, and
+    header ("" for none). Raises the failure table's error for a refused upload (a
+    400 naming the part when the refusal is about the image), and
     UpstreamProtocolError when the reply carries no URL.
     """
     url = f"{settings.copilot_url.rstrip('/')}/c/api/attachments"
@@ -52,7 +54,9 @@ def upload(
         sent = {**headers, "Authorization": f"Bearer {access_token}", "Content-Type": image.mime}
         if cookie:
             sent["Cookie"] = cookie
-        reply = http_json(settings, "copilot", "POST", url, sent, UPLOAD, data=image.data)
+        reply = http_json(settings, "copilot", "POST", url, sent, UPLOAD, data=image.data, accept=ATTACHMENT_STATUSES)
+        if reply.status in ATTACHMENT_STATUSES:
+            raise for_attachment(reply.status, UPLOAD, image.param)
         parts.append({"type": "image", "url": _image_url(reply)})
     return tuple(parts)
 
