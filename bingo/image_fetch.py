@@ -111,8 +111,8 @@ class ImageFetcher:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError:
             raise FetchFailed("its port is not a number") from None
-        address = self._address(host, port)
-        connection = self._connection(scheme, host, port, address)
+        addresses = self._addresses(host, port)
+        connection = self._connection(scheme, host, port, addresses)
         guard = WATCHDOG.arm(self._deadline, lambda: connection.sock)
         try:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -130,21 +130,21 @@ class ImageFetcher:
             guard.cancel()
             connection.close()
 
-    def _address(self, host: str, port: int) -> str:
-        """The first address `host` resolves to, once every one of them passed the check."""
+    def _addresses(self, host: str, port: int) -> list[str]:
+        """The addresses `host` resolves to, once every one of them passed the check."""
         addresses = _resolve(host, port, self._remaining())
         for address in addresses:
             why = refused(address, loopback_ok=self._loopback_ok)
             if why is not None:
                 where = address if address == host else f"{host} ({address})"
                 raise FetchFailed(f"{where} is {why}, which this gateway never fetches from")
-        return addresses[0]
+        return addresses
 
-    def _connection(self, scheme: str, host: str, port: int, address: str) -> http.client.HTTPConnection:
-        timeout = self._remaining()
+    def _connection(self, scheme: str, host: str, port: int, addresses: list[str]) -> http.client.HTTPConnection:
+        self._remaining()  # raises once the deadline has passed
         if scheme == "https":
-            return _PinnedTLS(host, port, address, timeout, tls.client_context(self._ca_bundle))
-        return _Pinned(host, port, address, timeout)
+            return _PinnedTLS(host, port, addresses, self._deadline, tls.client_context(self._ca_bundle))
+        return _Pinned(host, port, addresses, self._deadline)
 
     def _body(self, response: http.client.HTTPResponse) -> bytes:
         """The body, refused as soon as it is known to be over the cap (declared or read)."""
@@ -180,14 +180,29 @@ def _resolve(host: str, port: int, seconds: float) -> list[str]:
 
 
 class _Pinned(http.client.HTTPConnection):
-    """An HTTP connection to a host name, made to an address checked beforehand."""
+    """An HTTP connection to a host name, made to the first of its checked addresses that answers.
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
+    Each connect and read waits at most until the deadline; the watchdog cuts the
+    socket there too, for a reply trickled a byte at a time.
+    """
+
+    def __init__(self, host: str, port: int, addresses: list[str], deadline: float) -> None:
+        super().__init__(host, port, timeout=max(0.001, deadline - time.monotonic()))
+        self._addresses = addresses
+        self._deadline = deadline
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        failed: OSError = TimeoutError("no time left to connect")
+        for address in dict.fromkeys(self._addresses):  # getaddrinfo repeats some
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                self.sock = socket.create_connection((address, self.port), left)
+                return
+            except OSError as exc:
+                failed = exc
+        raise failed
 
 
 class _PinnedTLS(_Pinned):
@@ -195,8 +210,8 @@ class _PinnedTLS(_Pinned):
 
     default_port = 443
 
-    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
-        super().__init__(host, port, address, timeout)
+    def __init__(self, host: str, port: int, addresses: list[str], deadline: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, addresses, deadline)
         self._context = context
 
     def connect(self) -> None:

@@ -11,8 +11,10 @@ refused as loopback, and allowed only through the test-only setting
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from pathlib import Path
 import openai
 import pytest
 import requests
+import trustme
 
 from bingo import create_app
 from bingo.config import ConfigError, Settings
@@ -400,9 +403,9 @@ class ImageServer:
         return f"http://{host}:{self.port}{path}"
 
 
-@pytest.fixture()
-def image_server() -> Iterator[ImageServer]:
-    state = ImageServer()
+@contextlib.contextmanager
+def serving(state: ImageServer, context: ssl.SSLContext | None = None) -> Iterator[ImageServer]:
+    """Serve `state` on 127.0.0.1 (over TLS with `context`) until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -425,6 +428,8 @@ def image_server() -> Iterator[ImageServer]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -434,6 +439,12 @@ def image_server() -> Iterator[ImageServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture()
+def image_server() -> Iterator[ImageServer]:
+    with serving(ImageServer()) as state:
+        yield state
 
 
 def test_fetching_a_loopback_url_is_refused_before_connecting(signed_in, sandbox, image_server):
@@ -511,6 +522,21 @@ def test_fetch_is_capped_in_wall_clock_time_even_when_bytes_trickle(signed_in, i
         fetch(image_server.url("/slow"))
     assert info.value.reason == "it did not arrive within 1 s"
     assert 0.9 <= time.monotonic() - started < 2.0
+
+
+def test_https_fetch_connects_to_the_checked_address_and_verifies_the_name(signed_in, tmp_path):
+    """The connection goes to the checked address; the certificate is checked against the URL's name."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)  # the name only, not 127.0.0.1
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    settings = with_settings(signed_in, fetch_images_from_loopback=True, ca_bundle=str(tmp_path / "ca.pem"))
+    with serving(ImageServer(routes={"/cat": (200, {}, WEBP)}), context) as server:
+        assert ImageFetcher(settings, seconds=5.0)(f"https://localhost:{server.port}/cat") == WEBP
+        with pytest.raises(FetchFailed) as info:
+            ImageFetcher(settings, seconds=5.0)(f"https://127.0.0.1:{server.port}/cat")
+    assert info.value.reason == "the connection failed (SSLCertVerificationError)"
+    assert server.hits == ["/cat"]
 
 
 @pytest.mark.parametrize(("address", "why"), [
