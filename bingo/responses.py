@@ -15,6 +15,7 @@ from .errors import BingoError
 from .models import catalogue
 from .responses_run import ResponseRun
 from .responses_wire import history_messages, messages_for, parse_request
+from .state import EXTENSION as STATE
 from .store import ResponseStore, make_store
 
 bp = Blueprint("responses", __name__)
@@ -34,7 +35,7 @@ class ResponseNotFound(BingoError):
 
 @bp.record_once
 def _attach_store(state: BlueprintSetupState) -> None:
-    state.app.extensions[_STORE] = make_store(state.app.config["BINGO"])
+    state.app.extensions[_STORE] = make_store(state.app.extensions[STATE])
 
 
 def response_store() -> ResponseStore:

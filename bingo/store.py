@@ -1,19 +1,16 @@
-"""Where stored Responses API responses live between requests.
+"""Where stored Responses API responses live between requests: the shared state.
 
 A record is plain JSON-able data (the response body as returned, and the
-conversation it ends, as role/content pairs), so a shared store can serialise it
-as it is. This process keeps them in memory, oldest evicted past a bound; the
-shared-state issue backs the same interface with Redis so that every gunicorn
-worker sees every response. Until then a response is found only by the worker
-process that stored it.
+conversation it ends, as role/content pairs), so Redis keeps it as JSON. With
+REDIS_URL every gunicorn process (and machine) sees every stored response; without
+it they live in this process. Either way past BINGO_RESPONSES_KEPT records the
+oldest stored goes (Redis: a capped index, see state/redis_scripts.py).
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any, Protocol
 
-from .config import Settings
+from .state import StateStore
 
 Record = dict[str, Any]  # {"response": {...}, "history": [{"role": ..., "content": ...}, ...]}
 
@@ -29,33 +26,22 @@ class ResponseStore(Protocol):
         """Forget the record; False when there was none."""
 
 
-class MemoryStore:
-    """A bounded in-process store: past `capacity` records, the oldest stored goes."""
+class StateResponses:
+    """The Responses API's view of the process's StateStore."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._records: OrderedDict[str, Record] = OrderedDict()
-        self._lock = threading.Lock()  # gthread serves requests from several threads
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
 
     def put(self, response_id: str, record: Record) -> None:
-        with self._lock:
-            self._records.pop(response_id, None)
-            self._records[response_id] = record
-            while len(self._records) > self.capacity:
-                self._records.popitem(last=False)
+        self.state.put_response(response_id, record)
 
     def get(self, response_id: str) -> Record | None:
-        with self._lock:
-            return self._records.get(response_id)
+        return self.state.get_response(response_id)
 
     def delete(self, response_id: str) -> bool:
-        with self._lock:
-            return self._records.pop(response_id, None) is not None
-
-    def __len__(self) -> int:
-        return len(self._records)
+        return self.state.delete_response(response_id)
 
 
-def make_store(settings: Settings) -> ResponseStore:
-    """The store for one app: in memory, BINGO_RESPONSES_KEPT records at most."""
-    return MemoryStore(settings.responses_kept)
+def make_store(state: StateStore) -> ResponseStore:
+    """The app's response store, kept where its StateStore keeps everything else."""
+    return StateResponses(state)

@@ -9,7 +9,8 @@ import pydantic
 import pytest
 
 from bingo import create_app, tools
-from bingo.store import MemoryStore
+from bingo.state.memory import MemoryStore
+from bingo.store import make_store
 from bingo.tools import BadOutput
 from bingo.wire import estimate_tokens
 from tests.conftest import with_settings
@@ -263,10 +264,10 @@ def test_responses_store_evicts_the_oldest_past_the_bound(settings):
 
 
 def test_memory_store_bound_and_delete():
-    store = MemoryStore(2)
+    store = make_store(MemoryStore(responses_kept=2))
     for key in "abc":
         store.put(key, {"response": {}, "history": []})
-    assert (store.get("a"), len(store)) == (None, 2)
+    assert [store.get(key) is None for key in "abc"] == [True, False, False]
     assert store.delete("b") and not store.delete("b") and store.get("c") == {"response": {}, "history": []}
 
 

@@ -5,12 +5,15 @@ Short TTLs and a short sliding window (the stores take `window`; production's is
 """
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from bingo import create_app
 from bingo.config import ConfigError, Settings
@@ -484,3 +487,45 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# -- the Responses API on the shared state -------------------------------------
+def create_response(client: FlaskClient, **body: object) -> TestResponse:
+    return client.post("/v1/responses", json={"model": "copilot", "input": "Hello", **body})
+
+
+def test_responses_stored_by_one_process_are_found_by_another(redis_server: RedisServer, settings: Settings) -> None:
+    redis_server.client().flushall()
+    shared = dataclasses.replace(settings, redis_url=redis_server.url)
+    first, second = create_app(shared).test_client(), create_app(shared).test_client()
+    body = create_response(first).get_json()
+    assert second.get(f"/v1/responses/{body['id']}").get_json() == body
+    follow = create_response(second, input="And then?", previous_response_id=body["id"])
+    assert (follow.status_code, follow.get_json()["previous_response_id"]) == (200, body["id"])
+    assert second.delete(f"/v1/responses/{body['id']}").status_code == 200
+    assert first.get(f"/v1/responses/{body['id']}").status_code == 404
+
+
+def test_responses_in_redis_keep_the_bound(redis_server: RedisServer, settings: Settings) -> None:
+    redis_server.client().flushall()
+    client = create_app(dataclasses.replace(settings, redis_url=redis_server.url, responses_kept=2)).test_client()
+    ids = [create_response(client, input=f"n{n}").get_json()["id"] for n in range(3)]
+    assert [client.get(f"/v1/responses/{i}").status_code for i in ids] == [404, 200, 200]
+    assert redis_server.client().zcard("bingo:responses") == 2
+
+
+def test_redis_down_is_a_503_on_the_wire(settings: Settings) -> None:
+    if BINARY is None:
+        pytest.skip(MISSING)
+    with running_redis() as server:
+        client = create_app(dataclasses.replace(settings, redis_url=server.url)).test_client()
+        body = create_response(client).get_json()
+        server.stop()
+        response = client.get(f"/v1/responses/{body['id']}")
+        assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+        assert response.get_json() == {"error": {
+            "message": StateStoreUnavailable().message, "type": "server_error", "param": None,
+            "code": "state_store_unavailable"}}
+        server.start()  # empty again: nothing persists, but requests are served
+        assert client.get(f"/v1/responses/{body['id']}").status_code == 404
+        assert create_response(client).status_code == 200
