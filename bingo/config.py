@@ -70,6 +70,7 @@ class Settings:
     chunk_message: bool = True  # stream chunks repeat their text in `message` (the seed's snippets)
     responses_kept: int = 1_000  # stored Responses API responses; the oldest are evicted
     redis_url: str = ""  # shared state across processes; "" = in this process (repr drops the password)
+    key_rpm: int = 0  # answer requests a minute per API key; 0 = no limit
     fetch_images: bool = False  # image parts may be http(s) URLs, fetched by the gateway
     # Tests only, never read from the environment: their image server listens on 127.0.0.1.
     fetch_images_from_loopback: bool = False
@@ -123,6 +124,7 @@ class Settings:
             chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
             responses_kept=_count(env, "BINGO_RESPONSES_KEPT", 1_000),
             redis_url=_redis_url(env),
+            key_rpm=_count_or_off(env, "BINGO_KEY_RPM"),
             fetch_images=_flag(env, "BINGO_FETCH_IMAGES", False),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
@@ -175,6 +177,12 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
         raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
     return int(raw)
+
+
+def _count_or_off(env: Mapping[str, str], name: str) -> int:
+    """A whole number where 0 (the default) turns the limit off."""
+    raw = env.get(name, "").strip()
+    return 0 if raw in ("", "0") else _count(env, name, 0)
 
 
 def _max_inflight(env: Mapping[str, str]) -> int:

@@ -102,6 +102,25 @@ class StateStoreUnavailable(BingoError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class KeyRateLimited(BingoError):
+    """This API key sent BINGO_KEY_RPM answer requests in the last minute. Retryable
+    after Retry-After, so the SDKs' own back-off waits and retries."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, rpm: int, retry_after: int) -> None:
+        super().__init__(
+            f"Rate limit reached for this API key: {rpm} requests per minute (BINGO_KEY_RPM). "
+            f"Retry in {retry_after} s."
+        )
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class UpstreamError(BingoError):
     status = 502
     type = "upstream_error"

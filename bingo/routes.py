@@ -28,7 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import page, relay, responses, sse, wire
+from . import page, ratelimit, relay, responses, sse, wire
 from .admission import Admission, Slot
 from .config import Settings
 from .errors import (
@@ -38,6 +38,7 @@ from .errors import (
     ModelNotFound,
 )
 from .models import build_model_card, catalogue
+from .state import EXTENSION as STATE
 from .watch import SocketWatch
 
 bp = Blueprint("gateway", __name__)
@@ -126,12 +127,17 @@ def read_body(settings: Settings) -> bytes:
     return raw
 
 
+def presented_key() -> str:
+    """The API key the client sent: a Bearer token or an Azure-style api-key ("" if none)."""
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("api-key", "")
+
+
 def check_api_key(settings: Settings) -> None:
     """Require one of BINGO_API_KEYS as a Bearer token or an Azure-style api-key."""
     if not settings.api_keys:
         return
-    auth = request.headers.get("Authorization", "")
-    offered = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("api-key", "")
+    offered = presented_key()
     # Compare against every key, always, so timing says nothing about which matched.
     matched = False
     for key in settings.api_keys:
@@ -172,6 +178,15 @@ def _answer_starts(response: Response) -> Response:
     if watch is not None:
         watch.answer_started()
     return response
+
+
+def _limit_key() -> None:
+    """BINGO_KEY_RPM: an answer request over its key's budget gets 429 before anything
+    else is spent on it (a wrong key still gets its 401 first)."""
+    settings = current_settings()
+    if settings.key_rpm and request.method == "POST" and request.path.rstrip("/").endswith(_ANSWER_PATHS):
+        check_api_key(settings)
+        ratelimit.check(current_app.extensions[STATE], presented_key(), settings.key_rpm)
 
 
 def _admit() -> None:
@@ -250,6 +265,7 @@ def register(app: Flask) -> None:
     app.extensions[_ADMISSION] = Admission(app.config["BINGO"].max_inflight)
     app.before_request(_request_id)
     app.before_request(_preflight)
+    app.before_request(_limit_key)
     app.before_request(_admit)
     app.after_request(_cors)
     app.after_request(_hand_over_slot)

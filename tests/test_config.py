@@ -78,6 +78,7 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "chunk_message": True,
         "responses_kept": 1_000,
         "redis_url": "",
+        "key_rpm": 0,
         "fetch_images": False,
         "fetch_images_from_loopback": False,
         "log_level": "INFO",
@@ -501,6 +502,7 @@ SECRET_ENV = {
     "COPILOT_REFRESH_TOKEN": "copilot-refresh-secret",
     "BINGO_API_KEYS": "sk-key-one-secret,sk-key-two-secret",
     "HTTPS_PROXY": "http://proxy-user:proxy-pass-secret@proxy.local:3128",
+    "REDIS_URL": "rediss://redis-user:redis-pass-secret@cache.local:6380/0",
 }
 
 
@@ -516,6 +518,8 @@ SECRET_ENV = {
         "sk-key-two-secret",
         "proxy-user",
         "proxy-pass-secret",
+        "redis-user",
+        "redis-pass-secret",
     ],
     ids=[
         "bing-cookie",
@@ -527,6 +531,8 @@ SECRET_ENV = {
         "api-key-2",
         "proxy-user",
         "proxy-password",
+        "redis-user",
+        "redis-password",
     ],
 )
 def test_settings_repr_hides_secret(secret):
