@@ -30,24 +30,42 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process; `url` carries the password when there is one."""
+    """One redis-server process; `url` carries the password when there is one, and
+    with `tls` the server speaks only TLS (a trustme CA, named in the URL's query)."""
 
-    def __init__(self, password: str = "") -> None:
+    def __init__(self, password: str = "", tls: bool = False) -> None:
         if BINARY is None:
             raise RuntimeError(MISSING)
         self.password = password
         self.port = _free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="bingo-redis-")
+        self.ca_file = f"{self._dir.name}/ca.pem" if tls else ""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.ca_file:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
+        tls = {"ssl": True, "ssl_ca_certs": self.ca_file} if self.ca_file else {}
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None,
-                           decode_responses=True, socket_timeout=5)
+                           decode_responses=True, socket_timeout=5, **tls)  # type: ignore[arg-type]
+
+    def _listen_arguments(self) -> list[str]:
+        if not self.ca_file:
+            return ["--port", str(self.port)]
+        import trustme  # the test extra's CA maker, as tests/test_tls.py uses
+
+        ca, files = trustme.CA(), {"cert": f"{self._dir.name}/cert.pem", "key": f"{self._dir.name}/key.pem"}
+        issued = ca.issue_cert("127.0.0.1")
+        ca.cert_pem.write_to_path(self.ca_file)
+        issued.cert_chain_pems[0].write_to_path(files["cert"])
+        issued.private_key_pem.write_to_path(files["key"])
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", files["cert"],
+                "--tls-key-file", files["key"], "--tls-ca-cert-file", self.ca_file, "--tls-auth-clients", "no"]
 
     def commands_during(self, operation: Callable[[], object]) -> list[str]:
         """The commands clients sent while `operation` ran (MONITOR; a script's own
@@ -67,7 +85,7 @@ class RedisServer:
         raise AssertionError(f"MONITOR never showed the end marker; saw {seen[:20]}")
 
     def start(self) -> RedisServer:
-        command = [str(BINARY), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+        command = [str(BINARY), *self._listen_arguments(), "--bind", "127.0.0.1", "--save", "",
                    "--appendonly", "no", "--dir", self._dir.name, "--loglevel", "warning"]
         if self.password:
             command += ["--requirepass", self.password]
@@ -103,9 +121,9 @@ class RedisServer:
 
 
 @contextmanager
-def running_redis(password: str = "") -> Iterator[RedisServer]:
+def running_redis(password: str = "", tls: bool = False) -> Iterator[RedisServer]:
     """A started RedisServer, stopped and cleaned up afterwards."""
-    server = RedisServer(password)
+    server = RedisServer(password, tls)
     try:
         yield server.start()
     finally:

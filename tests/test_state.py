@@ -469,6 +469,23 @@ def test_redis_password_from_the_url() -> None:
             connect(server.url.replace(":s3cret-pass@", ""))
 
 
+def test_redis_over_tls_with_a_password_from_the_environment() -> None:
+    if BINARY is None:
+        pytest.skip(MISSING)
+    with running_redis(password="tls-pass", tls=True) as server:
+        assert server.url.startswith("rediss://:tls-pass@127.0.0.1:")
+        settings = Settings.from_env({"REDIS_URL": server.url})
+        store = open_store(settings)
+        assert store.take_slot("a", 1, 10, 5.0).lease
+        assert store.take_slot("a", 1, 10, 5.0).lease is None
+        assert "tls-pass" not in repr(settings)
+        assert isinstance(store, RedisStore)
+        store.client.close()
+        plain = server.url.replace("rediss://", "redis://").split("?")[0]
+        with pytest.raises(ConfigError, match="REDIS_URL"):
+            connect(plain)  # a TLS-only port does not answer plain text
+
+
 def test_open_store_fails_start_up_naming_redis_url_when_nothing_answers() -> None:
     port = _closed_port()
     started = time.monotonic()
