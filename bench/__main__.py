@@ -1,4 +1,4 @@
-"""`python -m bench [--quick | --peers] [--json PATH]`: run, print the table, write the JSON."""
+"""`python -m bench [--quick] [--peers | --pool] [--json PATH]`: run, print the table, write the JSON."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         result = peers.run(options)
         peers.write_json(result, options.json_path)
         sys.stdout.write(peers.render(result) + f"\nJSON: {options.json_path}\n")
+        return 0
+    if options.pool:
+        from . import pool  # only when asked: it starts redis-server
+
+        figures = pool.run(options)
+        pool.write_json(figures, options.json_path)
+        sys.stdout.write(pool.render(figures) + f"\nJSON: {options.json_path}\n")
         return 0
     result = run(options)
     write_json(result, options.json_path)

@@ -44,6 +44,7 @@ class Options:
     peers_answers: int = 30  # whole answers per server for the CPU figure
     peers_wave: int = 10  # of them at once
     peers_n: int = 50  # concurrent streams per server
+    pool: bool = False  # --pool: only the shared-state figures (pool.py)
 
 
 QUICK = Options(
@@ -101,6 +102,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "bench/.peers-venv the first time; never in CI)",
     )
     parser.add_argument(
+        "--pool",
+        action="store_true",
+        help="only what the shared state costs a request: memory vs Redis (starts redis-server)",
+    )
+    parser.add_argument(
         "--gateway-env",
         action="append",
         default=[],
@@ -117,6 +123,9 @@ def parse_options(argv: list[str] | None = None) -> Options:
     if args.peers:
         changes["peers"] = True
         changes["json_path"] = args.json or OUT_DIR / "peers.json"
+    if args.pool:
+        changes["pool"] = True
+        changes["json_path"] = args.json or OUT_DIR / ("pool-quick.json" if args.quick else "pool.json")
     if args.scheme:
         changes["schemes"] = (args.scheme,)
 

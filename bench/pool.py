@@ -1,0 +1,191 @@
+"""`python -m bench --pool`: what the shared state costs a request, in memory and in Redis.
+
+Store level: the operations one request makes on an account (read its standing,
+take a slot, give it back; plus one `hit_key` with BINGO_KEY_RPM) timed against the
+in-process store and against a real redis-server on loopback, in the same run, with
+Redis's bare round trip (PING) as the floor. Round trips are counted twice: by the
+store's own counter over every request, and by Redis's MONITOR for one request.
+End to end (`pool_e2e.py`): the Procfile command, one process in memory beside two
+processes (WEB_CONCURRENCY=2) sharing Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bingo.state import StateStore
+from bingo.state.memory import MemoryStore
+from bingo.state.redis_store import RedisStore, connect
+from tests.redis_server import running_redis
+
+from .options import Options
+from .pool_e2e import run_e2e
+from .stats import difference, ratio, summary
+
+ACCOUNTS = tuple(f"account-{n}" for n in range(1, 5))  # 4 accounts, requests spread over them
+ROOMY = 1_000_000  # concurrency and rpm high enough that no take is refused here
+THREADS = 8
+
+
+def request_ops(store: StateStore, n: int, key_limit: bool = False) -> None:
+    """What request `n` asks of the store: standing, slot, (key budget,) release."""
+    account = ACCOUNTS[n % len(ACCOUNTS)]
+    if key_limit:
+        store.hit_key("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", ROOMY)
+    store.health(account)
+    lease = store.take_slot(account, ROOMY, ROOMY, 30.0).lease
+    if lease is None:
+        raise RuntimeError("the benchmark's take_slot was refused; ROOMY is too small")
+    store.release(account, lease)
+
+
+def timed(operation: Callable[[int], None], count: int) -> list[float]:
+    """Microseconds each call took, one after another."""
+    samples = []
+    for n in range(count):
+        started = time.perf_counter_ns()
+        operation(n)
+        samples.append((time.perf_counter_ns() - started) / 1000)
+    return samples
+
+
+def threaded(operation: Callable[[int], None], count: int) -> tuple[list[float], float]:
+    """`count` calls over THREADS threads: each call's microseconds, and calls a second."""
+    samples: list[list[float]] = [[] for _ in range(THREADS)]
+    start = threading.Barrier(THREADS + 1)
+
+    def work(index: int) -> None:
+        start.wait(timeout=30)
+        samples[index] = timed(lambda n: operation(index * count + n), count // THREADS)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=30)
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join(timeout=300)
+    wall = time.perf_counter() - began
+    flat = [s for part in samples for s in part]
+    return flat, len(flat) / wall
+
+
+def measure_ops(store: StateStore, count: int) -> dict[str, float | None]:
+    """Each operation alone: p50 microseconds."""
+    leases: list[str] = []
+
+    def take(n: int) -> None:
+        leases.append(store.take_slot(ACCOUNTS[0], ROOMY, ROOMY, 30.0).lease or "")
+
+    return {
+        "health": summary(timed(lambda n: store.health(ACCOUNTS[0]), count))["p50"],
+        "take_slot": summary(timed(take, count))["p50"],
+        "release": summary(timed(lambda n: store.release(ACCOUNTS[0], leases[n]), count))["p50"],
+        "hit_key": summary(timed(lambda n: store.hit_key("bench-key", ROOMY), count))["p50"],
+    }
+
+
+def measure_store(store: StateStore, count: int) -> dict[str, Any]:
+    """One store's figures: serial and threaded request latency, calls per request."""
+    for n in range(50):
+        request_ops(store, n, key_limit=True)  # warm: connections made, scripts loaded
+    ops = measure_ops(store, count)
+    calls = store.calls
+    serial = timed(lambda n: request_ops(store, n), count)
+    calls_per_request = (store.calls - calls) / count
+    with_key = timed(lambda n: request_ops(store, n, key_limit=True), count)
+    concurrent, per_second = threaded(lambda n: request_ops(store, n), count)
+    return {
+        "ops_p50_us": ops,
+        "serial_us": summary(serial),
+        "with_key_limit_us": summary(with_key),
+        "threads": THREADS,
+        "threaded_us": summary(concurrent),
+        "threaded_requests_per_s": per_second,
+        "calls_per_request": calls_per_request,
+    }
+
+
+def run_store(options: Options) -> dict[str, Any]:
+    """Memory and Redis store figures side by side, plus the bare Redis round trip."""
+    count = 200 if options.quick else 5_000
+    with running_redis() as server:
+        memory = measure_store(MemoryStore(), count)
+        store = connect(server.url)
+        redis = measure_store(store, count)
+        ping = timed(lambda n: store.client.ping(), count)
+        commands = server.commands_during(lambda: request_ops(store, 0))
+        commands_with_key = server.commands_during(lambda: request_ops(store, 0, key_limit=True))
+        _close(store)
+    floor = summary(ping)["p50"]
+    return {
+        "count": count,
+        "memory": memory,
+        "redis": redis,
+        "redis_ping_us": summary(ping),
+        "redis_commands_per_request": commands,
+        "redis_commands_with_key_limit": commands_with_key,
+        "added_p50_us": difference(redis["serial_us"]["p50"], memory["serial_us"]["p50"]),
+        "added_p50_with_key_limit_us": difference(redis["with_key_limit_us"]["p50"],
+                                                   memory["with_key_limit_us"]["p50"]),
+        "redis_over_memory_p50": ratio(redis["serial_us"]["p50"], memory["serial_us"]["p50"]),
+        "redis_over_round_trip_floor": ratio(redis["serial_us"]["p50"],
+                                             None if floor is None else floor * len(commands)),
+    }
+
+
+def _close(store: RedisStore) -> None:
+    store.client.close()
+
+
+def run(options: Options) -> dict[str, Any]:
+    """The whole `--pool` section: store level, then end to end."""
+    out_dir = options.json_path.parent
+    return {"store": run_store(options), "e2e": run_e2e(options, out_dir), "quick": options.quick}
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def render(result: dict[str, Any]) -> str:
+    """The figures as the Markdown tables bench/RESULTS.md records."""
+    store, e2e = result["store"], result["e2e"]
+    memory, redis = store["memory"], store["redis"]
+    rows = [
+        "| store operations of one request (standing, take, release) | memory | Redis | Redis - memory | Redis / memory |",
+        "|---|---|---|---|---|",
+        _row("p50, one at a time (us)", memory["serial_us"]["p50"], redis["serial_us"]["p50"]),
+        _row("p99, one at a time (us)", memory["serial_us"]["p99"], redis["serial_us"]["p99"]),
+        _row("p50 with BINGO_KEY_RPM (us)", memory["with_key_limit_us"]["p50"], redis["with_key_limit_us"]["p50"]),
+        _row(f"p50, {THREADS} threads (us)", memory["threaded_us"]["p50"], redis["threaded_us"]["p50"]),
+        _row(f"requests/s, {THREADS} threads", memory["threaded_requests_per_s"], redis["threaded_requests_per_s"]),
+        _row("store calls per request", memory["calls_per_request"], redis["calls_per_request"]),
+        *(_row(f"`{op}` alone, p50 (us)", memory["ops_p50_us"][op], redis["ops_p50_us"][op])
+          for op in memory["ops_p50_us"]),
+        "",
+        f"Redis round trip floor (PING p50): {store['redis_ping_us']['p50']:.0f} us; one request sent "
+        f"{' + '.join(store['redis_commands_per_request'])} (MONITOR), "
+        f"{' + '.join(store['redis_commands_with_key_limit'])} with BINGO_KEY_RPM; "
+        f"Redis request / its round trips' floor: {store['redis_over_round_trip_floor']:.2f}x.",
+        "",
+        "| one-shot chat through gunicorn | baseline (1 process, no store) | memory (1 process) | Redis (2 processes) |",
+        "|---|---|---|---|",
+        "| p50, one at a time (ms) | " + " | ".join(f"{e2e[k]['serial_ms']['p50']:.2f}" for k in ("baseline", "memory", "redis")) + " |",
+        f"| p50, {e2e['redis']['concurrency']} at once (ms) | "
+        + " | ".join(f"{e2e[k]['concurrent_ms']['p50']:.2f}" for k in ("baseline", "memory", "redis")) + " |",
+        "| requests/s | " + " | ".join(f"{e2e[k]['requests_per_s']:.0f}" for k in ("baseline", "memory", "redis")) + " |",
+        f"| added p50 vs baseline (ms) | - | {e2e['memory_added_p50_ms']:.2f} | {e2e['redis_added_p50_ms']:.2f} |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _row(name: str, memory: float | None, redis: float | None) -> str:
+    cells = [memory, redis, difference(redis, memory), ratio(redis, memory)]
+    return f"| {name} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |"
