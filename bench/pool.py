@@ -170,10 +170,10 @@ def render(result: dict[str, Any]) -> str:
         *(_row(f"`{op}` alone, p50 (us)", memory["ops_p50_us"][op], redis["ops_p50_us"][op])
           for op in memory["ops_p50_us"]),
         "",
-        f"Redis round trip floor (PING p50): {store['redis_ping_us']['p50']:.0f} us; one request sent "
-        f"{' + '.join(store['redis_commands_per_request'])} (MONITOR), "
-        f"{' + '.join(store['redis_commands_with_key_limit'])} with BINGO_KEY_RPM; "
-        f"Redis request / its round trips' floor: {store['redis_over_round_trip_floor']:.2f}x.",
+        (f"Redis round trip floor (PING p50): {store['redis_ping_us']['p50']:.0f} us; one request sent "
+         f"{' + '.join(store['redis_commands_per_request'])} (MONITOR), "
+         f"{' + '.join(store['redis_commands_with_key_limit'])} with BINGO_KEY_RPM; "
+         f"Redis request / its round trips' floor: {store['redis_over_round_trip_floor']:.2f}x."),
         "",
         "| one-shot chat through gunicorn | baseline (1 process, no store) | memory (1 process) | Redis (2 processes) |",
         "|---|---|---|---|",

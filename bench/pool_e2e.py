@@ -21,7 +21,14 @@ from tests.redis_server import running_redis
 
 from .child import Managed
 from .options import Options
-from .services import SandboxProcess, free_port, procfile_command, upstream_env, wait_for_port, wait_healthy
+from .services import (
+    SandboxProcess,
+    free_port,
+    procfile_command,
+    upstream_env,
+    wait_for_port,
+    wait_healthy,
+)
 from .stats import difference, ratio, summary
 
 PROMPT = "pool bench [sandbox:chars=200] [sandbox:updates=4] [sandbox:delay=0]"
