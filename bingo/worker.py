@@ -7,7 +7,7 @@ request's head and body without blocking, bounded by BINGO_REQUEST_READ_TIMEOUT 
 BINGO_MAX_BODY_BYTES, and only a complete request goes to the pool; a connection
 whose request does not arrive in time is closed. TLS connections (gunicorn's own
 certfile) and HTTP/2 keep gthread's path. gunicorn's HTML error pages for requests it
-cannot parse become OpenAI-shaped JSON with the gateway's CORS headers.
+cannot parse become OpenAI-shaped JSON with the gateway's CORS headers (error_page.py).
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import socket
 import time
 from dataclasses import dataclass
 from functools import partial
-from http import HTTPStatus
 from typing import Any
 
 from gunicorn.http import get_parser, message
@@ -27,11 +26,10 @@ from gunicorn.http2 import negotiation
 from gunicorn.util import write_nonblock
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from . import memory, routes
+from . import memory
 from .config import Settings
-from .errors import unreadable_request
+from .error_page import PageCapture, build_error_page
 from .prefetch import Prefetched, RequestScan, Verdict
-from .sse import dumps
 
 RECV_BYTES = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -198,41 +196,13 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
     # -- gunicorn's error pages -------------------------------------------------------
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """gunicorn's choice of status and its (redacted) log lines; bingo's JSON body."""
-        page = _Page(client)
+        """gunicorn's choice of status and its (redacted) log lines; bingo's JSON page (error_page.py)."""
+        page = PageCapture(client)
         super().handle_error(req, page, addr, exc)
-        error = unreadable_request(page.status())
-        body = dumps(error.to_body()).encode()
-        headers = {**routes.cors_headers(self.cors_origin), **error.headers(), "x-request-id": routes.new_request_id()}
-        head = f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        head += f"Content-Length: {len(body)}\r\n\r\n"
         try:
-            write_nonblock(client, head.encode("latin-1") + body)
+            write_nonblock(client, build_error_page(page.status(), self.cors_origin))
         except OSError:
             self.log.debug("Failed to send error message.")
-
-
-class _Page:
-    """Stands in for the client socket while gunicorn writes its HTML page, keeping its status line."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._written = b""
-
-    def gettimeout(self) -> float:
-        return 0.0  # write_nonblock then writes straight to sendall
-
-    def sendall(self, data: bytes) -> None:
-        self._written += data
-
-    def status(self) -> int:
-        """The status gunicorn chose (its reason phrase is not always the standard one: 501 "Bad Request")."""
-        code = (self._written.split(b" ", 2) + [b""])[1]  # b"HTTP/1.1 400 Bad Request..."
-        return int(code) if code.isdigit() and 100 <= int(code) <= 599 else 500
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 def prefetched(conn: TConn) -> Prefetched | None:
