@@ -29,7 +29,9 @@ class SocketWatch:
     smoothed RTT, 10-250 ms) for that reset. Once the answer has started its own
     writes probe, and the reset they cause wakes the poller (POLLHUP is reported
     whatever events are registered). An HTTP/1.0 client cannot be probed: its end of
-    input still counts as gone.
+    input still counts as gone. A caller that polls the socket must, once gone() has
+    said False for a readable socket, poll it for hang-ups only (events 0), as
+    upstream/frames.py does: a half-closed socket stays readable for good.
     """
 
     def __init__(self, sock: socket.socket, *, http11: bool) -> None:

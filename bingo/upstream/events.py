@@ -80,7 +80,10 @@ class ClientWatch(Protocol):
     def fileno(self) -> int: ...
 
     def gone(self) -> bool:
-        """True once the client has gone: a reset, not a half-close (checked when readable or hung up)."""
+        """True once the client has gone: a reset, not a half-close (checked when readable or hung up).
+
+        After False on a readable socket, poll it for hang-ups only: a half-closed one stays readable.
+        """
 
 
 @dataclass(frozen=True)
