@@ -44,7 +44,7 @@ def request_ops(store: StateStore, n: int, key_limit: bool = False) -> None:
     store.release(account, lease)
 
 
-def timed(operation: Callable[[int], None], count: int) -> list[float]:
+def timed(operation: Callable[[int], object], count: int) -> list[float]:
     """Microseconds each call took, one after another."""
     samples = []
     for n in range(count):
@@ -54,7 +54,7 @@ def timed(operation: Callable[[int], None], count: int) -> list[float]:
     return samples
 
 
-def threaded(operation: Callable[[int], None], count: int) -> tuple[list[float], float]:
+def threaded(operation: Callable[[int], object], count: int) -> tuple[list[float], float]:
     """`count` calls over THREADS threads: each call's microseconds, and calls a second."""
     samples: list[list[float]] = [[] for _ in range(THREADS)]
     start = threading.Barrier(THREADS + 1)
@@ -76,16 +76,25 @@ def threaded(operation: Callable[[int], None], count: int) -> tuple[list[float],
 
 
 def measure_ops(store: StateStore, count: int) -> dict[str, float | None]:
-    """Each operation alone: p50 microseconds."""
-    leases: list[str] = []
+    """Each operation alone: p50 microseconds (a take is given back, untimed, at once)."""
 
-    def take(n: int) -> None:
-        leases.append(store.take_slot(ACCOUNTS[0], ROOMY, ROOMY, 30.0).lease or "")
+    def take(n: int) -> float:
+        started = time.perf_counter_ns()
+        lease = store.take_slot(ACCOUNTS[0], ROOMY, ROOMY, 30.0).lease
+        took = (time.perf_counter_ns() - started) / 1000
+        store.release(ACCOUNTS[0], lease or "")
+        return took
 
+    lease = store.take_slot(ACCOUNTS[1], ROOMY, ROOMY, 30.0).lease or ""
+    release_samples = []
+    for _ in range(count):
+        started = time.perf_counter_ns()
+        store.release(ACCOUNTS[1], lease)  # of a lease already gone: the same round trip
+        release_samples.append((time.perf_counter_ns() - started) / 1000)
     return {
         "health": summary(timed(lambda n: store.health(ACCOUNTS[0]), count))["p50"],
-        "take_slot": summary(timed(take, count))["p50"],
-        "release": summary(timed(lambda n: store.release(ACCOUNTS[0], leases[n]), count))["p50"],
+        "take_slot": summary([take(n) for n in range(count)])["p50"],
+        "release": summary(release_samples)["p50"],
         "hit_key": summary(timed(lambda n: store.hit_key("bench-key", ROOMY), count))["p50"],
     }
 
@@ -156,7 +165,10 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 def render(result: dict[str, Any]) -> str:
     """The figures as the Markdown tables bench/RESULTS.md records."""
-    store, e2e = result["store"], result["e2e"]
+    return _render_store(result["store"]) + "\n" + _render_e2e(result["e2e"])
+
+
+def _render_store(store: dict[str, Any]) -> str:
     memory, redis = store["memory"], store["redis"]
     rows = [
         "| store operations of one request (standing, take, release) | memory | Redis | Redis - memory | Redis / memory |",
@@ -174,15 +186,28 @@ def render(result: dict[str, Any]) -> str:
          f"{' + '.join(store['redis_commands_per_request'])} (MONITOR), "
          f"{' + '.join(store['redis_commands_with_key_limit'])} with BINGO_KEY_RPM; "
          f"Redis request / its round trips' floor: {store['redis_over_round_trip_floor']:.2f}x."),
-        "",
-        "| one-shot chat through gunicorn | baseline (1 process, no store) | memory (1 process) | Redis (2 processes) |",
-        "|---|---|---|---|",
-        "| p50, one at a time (ms) | " + " | ".join(f"{e2e[k]['serial_ms']['p50']:.2f}" for k in ("baseline", "memory", "redis")) + " |",
-        f"| p50, {e2e['redis']['concurrency']} at once (ms) | "
-        + " | ".join(f"{e2e[k]['concurrent_ms']['p50']:.2f}" for k in ("baseline", "memory", "redis")) + " |",
-        "| requests/s | " + " | ".join(f"{e2e[k]['requests_per_s']:.0f}" for k in ("baseline", "memory", "redis")) + " |",
-        f"| added p50 vs baseline (ms) | - | {e2e['memory_added_p50_ms']:.2f} | {e2e['redis_added_p50_ms']:.2f} |",
     ]
+    return "\n".join(rows) + "\n"
+
+
+def _render_e2e(e2e: dict[str, Any]) -> str:
+    rows = [
+        (f"| one-shot chat through gunicorn ({e2e['rounds']} rounds) | p50 ms | p99 ms | "
+         f"p50 ms, {e2e['configs'][next(iter(e2e['configs']))]['concurrency']} at once | requests/s | "
+         "Redis commands per request |"),
+        "|---|---|---|---|---|---|",
+    ]
+    for name, figures in e2e["configs"].items():
+        commands = figures["redis_commands_per_request"]
+        rows.append(f"| {name} | {figures['serial_ms']['p50']:.2f} | {figures['serial_ms']['p99']:.2f} | "
+                    f"{figures['concurrent_ms']['p50']:.2f} | {figures['requests_per_s']:.0f} | "
+                    f"{'-' if commands is None else f'{commands:.2f}'} |")
+    rows.append("")
+    for name, pair in e2e["added"].items():
+        rows.append(f"- {name} against {pair['against']}: {pair['added_p50_ms']:+.2f} ms at p50 "
+                    f"({pair['p50_ratio']:.2f}x), throughput {pair['throughput_ratio']:.2f}x")
+    if not e2e["has_pool"]:
+        rows.append("- no account pool in this code (bingo/accounts/pool.py): store-level figures only for it")
     return "\n".join(rows) + "\n"
 
 

@@ -106,3 +106,38 @@ def test_bench_quick_slow_upstream_still_gets_a_stream(result: dict) -> None:
     slow = result["schemes"]["wss"]["slow_first"]
     assert (slow["status"], slow["errors"]) == (200, [])
     assert slow["first_byte_s"] < slow["upstream_silent_s"]
+
+
+# -- `python -m bench --pool --quick`: the shared state's figures ---------------------
+
+
+@pytest.fixture(scope="module")
+def pool_result(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from tests.redis_server import BINARY, MISSING
+
+    if BINARY is None:
+        pytest.skip(MISSING)
+    path = tmp_path_factory.mktemp("bench-pool") / "pool.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--pool", "--quick", "--json", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_bench_pool_counts_one_round_trip_per_store_operation(pool_result: dict) -> None:
+    store = pool_result["store"]
+    assert (store["memory"]["calls_per_request"], store["redis"]["calls_per_request"]) == (3.0, 3.0)
+    assert store["redis_commands_per_request"] == ["GET", "EVALSHA", "ZREM"]
+    assert store["redis_commands_with_key_limit"] == ["EVALSHA", "GET", "EVALSHA", "ZREM"]
+
+
+@pytest.mark.slow
+def test_bench_pool_measures_every_gateway_end_to_end(pool_result: dict) -> None:
+    configs = pool_result["e2e"]["configs"]
+    assert all(c["serial_ms"]["n"] == pool_result["e2e"]["rounds"] and c["requests_per_s"] > 0
+               for c in configs.values())
+    # With the key limit on, a ChatHub request costs Redis exactly one EVALSHA.
+    assert configs["chathub + key limit, Redis, 2 processes"]["redis_commands_sample"] == {"EVALSHA": 50}
