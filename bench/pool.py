@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +45,26 @@ def request_ops(store: StateStore, n: int, key_limit: bool = False) -> None:
     store.release(account, lease)
 
 
-def timed(operation: Callable[[int], object], count: int) -> list[float]:
-    """Microseconds each call took, one after another."""
-    samples = []
+def interleaved(operations: dict[str, Callable[[int], object]], count: int) -> dict[str, list[float]]:
+    """Microseconds per call of each operation, taking turns call by call, so a
+    busy moment on the machine falls on every operation alike."""
+    samples: dict[str, list[float]] = {name: [] for name in operations}
     for n in range(count):
-        started = time.perf_counter_ns()
-        operation(n)
-        samples.append((time.perf_counter_ns() - started) / 1000)
+        for name, operation in operations.items():
+            started = time.perf_counter_ns()
+            operation(n)
+            samples[name].append((time.perf_counter_ns() - started) / 1000)
     return samples
 
 
 def threaded(operation: Callable[[int], object], count: int) -> tuple[list[float], float]:
-    """`count` calls over THREADS threads: each call's microseconds, and calls a second."""
+    """`count` calls over THREADS threads: each call's microseconds, and the wall seconds."""
     samples: list[list[float]] = [[] for _ in range(THREADS)]
     start = threading.Barrier(THREADS + 1)
 
     def work(index: int) -> None:
         start.wait(timeout=30)
-        samples[index] = timed(lambda n: operation(index * count + n), count // THREADS)
+        samples[index] = interleaved({"op": lambda n: operation(index * count + n)}, count // THREADS)["op"]
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
     for thread in threads:
@@ -70,73 +73,84 @@ def threaded(operation: Callable[[int], object], count: int) -> tuple[list[float
     began = time.perf_counter()
     for thread in threads:
         thread.join(timeout=300)
-    wall = time.perf_counter() - began
-    flat = [s for part in samples for s in part]
-    return flat, len(flat) / wall
+    return [s for part in samples for s in part], time.perf_counter() - began
 
 
-def measure_ops(store: StateStore, count: int) -> dict[str, float | None]:
-    """Each operation alone: p50 microseconds (a take is given back, untimed, at once)."""
+def take_and_give_back(store: StateStore) -> Callable[[int], object]:
+    """A take on an account whose lease is returned before the next take (by release)."""
+    held: list[str] = []
 
-    def take(n: int) -> float:
-        started = time.perf_counter_ns()
-        lease = store.take_slot(ACCOUNTS[0], ROOMY, ROOMY, 30.0).lease
-        took = (time.perf_counter_ns() - started) / 1000
-        store.release(ACCOUNTS[0], lease or "")
-        return took
+    def take(n: int) -> None:
+        if held:
+            store.release(ACCOUNTS[0], held.pop())
+        held.append(store.take_slot(ACCOUNTS[0], ROOMY, ROOMY, 30.0).lease or "")
 
-    lease = store.take_slot(ACCOUNTS[1], ROOMY, ROOMY, 30.0).lease or ""
-    release_samples = []
-    for _ in range(count):
-        started = time.perf_counter_ns()
-        store.release(ACCOUNTS[1], lease)  # of a lease already gone: the same round trip
-        release_samples.append((time.perf_counter_ns() - started) / 1000)
-    return {
-        "health": summary(timed(lambda n: store.health(ACCOUNTS[0]), count))["p50"],
-        "take_slot": summary([take(n) for n in range(count)])["p50"],
-        "release": summary(release_samples)["p50"],
-        "hit_key": summary(timed(lambda n: store.hit_key("bench-key", ROOMY), count))["p50"],
+    return take
+
+
+def ops_p50(stores: dict[str, StateStore], count: int) -> dict[str, dict[str, float | None]]:
+    """Each operation alone, stores taking turns: p50 microseconds per store.
+
+    `take_slot` here includes giving the previous lease back (two calls), so it is
+    reported as take = (take + release) - release."""
+    figures: dict[str, dict[str, float | None]] = {name: {} for name in stores}
+    operations: dict[str, Callable[[StateStore], Callable[[int], object]]] = {
+        "ping": lambda store: lambda n: store.ping(),  # Redis: the bare round trip, the floor
+        "health": lambda store: lambda n: store.health(ACCOUNTS[0]),
+        "release": lambda store: lambda n: store.release(ACCOUNTS[1], "gone"),
+        "take_slot": take_and_give_back,
+        "hit_key": lambda store: lambda n: store.hit_key("bench-key", ROOMY),
     }
+    for op, make in operations.items():
+        samples = interleaved({name: make(store) for name, store in stores.items()}, count)
+        for name in stores:
+            figures[name][op] = summary(samples[name])["p50"]
+    for name in stores:
+        figures[name]["take_slot"] = difference(figures[name]["take_slot"], figures[name]["release"])
+    return figures
 
 
-def measure_store(store: StateStore, count: int) -> dict[str, Any]:
-    """One store's figures: serial and threaded request latency, calls per request."""
-    for n in range(50):
-        request_ops(store, n, key_limit=True)  # warm: connections made, scripts loaded
-    ops = measure_ops(store, count)
-    calls = store.calls
-    serial = timed(lambda n: request_ops(store, n), count)
-    calls_per_request = (store.calls - calls) / count
-    with_key = timed(lambda n: request_ops(store, n, key_limit=True), count)
-    concurrent, per_second = threaded(lambda n: request_ops(store, n), count)
-    return {
-        "ops_p50_us": ops,
-        "serial_us": summary(serial),
-        "with_key_limit_us": summary(with_key),
-        "threads": THREADS,
-        "threaded_us": summary(concurrent),
-        "threaded_requests_per_s": per_second,
-        "calls_per_request": calls_per_request,
-    }
+def measure(stores: dict[str, StateStore], count: int) -> dict[str, Any]:
+    """Both stores' figures, taking turns: request latency, calls per request, threads."""
+    for store in stores.values():
+        for n in range(50):
+            request_ops(store, n, key_limit=True)  # warm: connections made, scripts loaded
+    ops = ops_p50(stores, count)
+    calls = {name: store.calls for name, store in stores.items()}
+    serial = interleaved({name: partial(request_ops, store) for name, store in stores.items()}, count)
+    per_request = {name: (store.calls - calls[name]) / count for name, store in stores.items()}
+    with_key = interleaved({name: partial(request_ops, store, key_limit=True) for name, store in stores.items()},
+                           count)
+    concurrent: dict[str, list[float]] = {name: [] for name in stores}
+    walls = dict.fromkeys(stores, 0.0)
+    for _ in range(10):  # the stores take turns, a tenth of the calls at a time
+        for name, store in stores.items():
+            samples, wall = threaded(partial(request_ops, store), count // 10)
+            concurrent[name] += samples
+            walls[name] += wall
+    return {name: {
+        "ops_p50_us": ops[name], "serial_us": summary(serial[name]), "with_key_limit_us": summary(with_key[name]),
+        "threads": THREADS, "threaded_us": summary(concurrent[name]),
+        "threaded_requests_per_s": len(concurrent[name]) / walls[name], "calls_per_request": per_request[name],
+    } for name in stores}
 
 
 def run_store(options: Options) -> dict[str, Any]:
     """Memory and Redis store figures side by side, plus the bare Redis round trip."""
     count = 200 if options.quick else 5_000
     with running_redis() as server:
-        memory = measure_store(MemoryStore(), count)
         store = connect(server.url)
-        redis = measure_store(store, count)
-        ping = timed(lambda n: store.client.ping(), count)
+        figures = measure({"memory": MemoryStore(), "redis": store}, count)
         commands = server.commands_during(lambda: request_ops(store, 0))
         commands_with_key = server.commands_during(lambda: request_ops(store, 0, key_limit=True))
         _close(store)
-    floor = summary(ping)["p50"]
+    memory, redis = figures["memory"], figures["redis"]
+    floor = redis["ops_p50_us"]["ping"]
     return {
         "count": count,
         "memory": memory,
         "redis": redis,
-        "redis_ping_us": summary(ping),
+        "redis_ping_p50_us": floor,
         "redis_commands_per_request": commands,
         "redis_commands_with_key_limit": commands_with_key,
         "added_p50_us": difference(redis["serial_us"]["p50"], memory["serial_us"]["p50"]),
@@ -170,6 +184,7 @@ def render(result: dict[str, Any]) -> str:
 
 def _render_store(store: dict[str, Any]) -> str:
     memory, redis = store["memory"], store["redis"]
+    ops = memory["ops_p50_us"]
     rows = [
         "| store operations of one request (standing, take, release) | memory | Redis | Redis - memory | Redis / memory |",
         "|---|---|---|---|---|",
@@ -179,10 +194,9 @@ def _render_store(store: dict[str, Any]) -> str:
         _row(f"p50, {THREADS} threads (us)", memory["threaded_us"]["p50"], redis["threaded_us"]["p50"]),
         _row(f"requests/s, {THREADS} threads", memory["threaded_requests_per_s"], redis["threaded_requests_per_s"]),
         _row("store calls per request", memory["calls_per_request"], redis["calls_per_request"]),
-        *(_row(f"`{op}` alone, p50 (us)", memory["ops_p50_us"][op], redis["ops_p50_us"][op])
-          for op in memory["ops_p50_us"]),
+        *(_row(f"`{op}` alone, p50 (us)", ops[op], redis["ops_p50_us"][op]) for op in ops),
         "",
-        (f"Redis round trip floor (PING p50): {store['redis_ping_us']['p50']:.0f} us; one request sent "
+        (f"Redis round trip floor (PING p50): {store['redis_ping_p50_us']:.0f} us; one request sent "
          f"{' + '.join(store['redis_commands_per_request'])} (MONITOR), "
          f"{' + '.join(store['redis_commands_with_key_limit'])} with BINGO_KEY_RPM; "
          f"Redis request / its round trips' floor: {store['redis_over_round_trip_floor']:.2f}x."),
