@@ -6,7 +6,9 @@ Short TTLs and a short sliding window (the stores take `window`; production's is
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from bench.child import ROOT
+from bench.services import procfile_command
 from bingo import create_app
 from bingo.config import ConfigError, Settings
 from bingo.errors import StateStoreUnavailable, error_response
@@ -492,6 +496,18 @@ def test_open_store_fails_start_up_naming_redis_url_when_nothing_answers() -> No
     with pytest.raises(ConfigError, match=f"REDIS_URL: Redis at redis://127.0.0.1:{port} does not answer"):
         create_app(Settings(redis_url=f"redis://:pw@127.0.0.1:{port}"))
     assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.e2e
+def test_gunicorn_does_not_start_without_the_redis_it_was_given() -> None:
+    port, gateway_port = _closed_port(), _closed_port()
+    env = {**os.environ, "REDIS_URL": f"redis://:hunter2@127.0.0.1:{port}/0",
+           "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{gateway_port}"}
+    done = subprocess.run(procfile_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode != 0
+    assert f"REDIS_URL: Redis at redis://127.0.0.1:{port} does not answer" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
 
 
 def test_open_store_uses_redis_with_redis_url(redis_server: RedisServer) -> None:
