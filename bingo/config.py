@@ -74,6 +74,11 @@ class Settings:
     fetch_images: bool = False  # image parts may be http(s) URLs, fetched by the gateway
     # Tests only, never read from the environment: their image server listens on 127.0.0.1.
     fetch_images_from_loopback: bool = False
+    account_concurrency: int = 4  # turns at once per Copilot account
+    account_rpm: int = 12  # turns per sliding minute per Copilot account
+    queue_seconds: float = 20.0  # how long a request waits for an account with room; 0: not at all
+    cooldown_seconds: float = 1_500.0  # a throttled account rests this long when Copilot says not
+    admin_key: str = field(default="", repr=False)  # GET /v1/accounts; "" = no admin view
     log_level: str = "INFO"
 
     @property
@@ -126,6 +131,11 @@ class Settings:
             redis_url=_redis_url(env),
             key_rpm=_count_or_off(env, "BINGO_KEY_RPM"),
             fetch_images=_flag(env, "BINGO_FETCH_IMAGES", False),
+            account_concurrency=_count(env, "BINGO_ACCOUNT_CONCURRENCY", 4),
+            account_rpm=_count(env, "BINGO_ACCOUNT_RPM", 12),
+            queue_seconds=_seconds(env, "BINGO_QUEUE_SECONDS", 20.0, zero=True),
+            cooldown_seconds=_seconds(env, "BINGO_COOLDOWN_SECONDS", 1_500.0),
+            admin_key=_header_value(env, "BINGO_ADMIN_KEY"),
             log_level=_log_level(env.get("BINGO_LOG_LEVEL", "INFO")),
         )
 
@@ -157,7 +167,8 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    """A number of seconds, positive (or also 0 where `zero` allows "not at all")."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -165,8 +176,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, not {raw!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        wanted = "0 or a positive number" if zero else "a positive number"
+        raise ConfigError(f"{name} must be {wanted} of seconds, not {raw!r}")
     return value
 
 

@@ -178,12 +178,39 @@ class UpstreamThrottled(UpstreamError):
     code = "rate_limit_exceeded"
     retryable = False
 
-    def __init__(self, message: str, *, retry_after: int = 60) -> None:
+    def __init__(self, message: str, *, retry_after: int = 60, guessed: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        # True when the upstream did not say for how long: the account pool then
+        # rests the account for BINGO_COOLDOWN_SECONDS instead.
+        self.guessed = guessed
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after), "x-should-retry": "false"}
+
+
+class AccountsBusy(BingoError):
+    """Every Copilot account that could serve is at its pacing limits (or resting)
+    and none freed up within BINGO_QUEUE_SECONDS; retry after Retry-After."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after), "x-should-retry": "false"}
+        return {"Retry-After": str(self.retry_after)}
+
+
+class AccountsNeedAttention(UpstreamRejected):
+    """Every Copilot account that could serve needs the operator (Cloudflare, refused
+    credentials): no retry helps until an account entry changes."""
+
+    status = 503
+    code = "accounts_need_attention"
 
 
 class ServerShuttingDown(BingoError):

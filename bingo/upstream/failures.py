@@ -40,9 +40,10 @@ DEFAULT_RETRY_AFTER = 60  # seconds, when the upstream says it throttles but not
 def for_status(upstream: str, status: int, what: str, retry_after: str | None = None) -> BingoError:
     """The error for an HTTP status from a REST call or a websocket upgrade."""
     if status == 429:
+        seconds = _seconds(retry_after)
         return UpstreamThrottled(
             f"{what} answered HTTP 429: this account or IP address is rate limited. Wait and retry later.",
-            retry_after=_seconds(retry_after),
+            retry_after=seconds or DEFAULT_RETRY_AFTER, guessed=seconds is None,
         )
     if status == 200:  # a web page where a websocket was asked for
         return UpstreamBlocked(
@@ -127,15 +128,18 @@ def _blocked(code: str, frame: dict, said: str) -> BingoError:
 
 
 def _throttled(code: str, frame: dict, said: str) -> BingoError:
-    return UpstreamThrottled(f"Copilot throttled this account ({code}). Wait and retry later.{said}", retry_after=DEFAULT_RETRY_AFTER)
+    return UpstreamThrottled(
+        f"Copilot throttled this account ({code}). Wait and retry later.{said}", retry_after=DEFAULT_RETRY_AFTER, guessed=True,
+    )
 
 
 def _quota(code: str, frame: dict, said: str) -> BingoError:
     detail = frame.get("errorDetail")
     when = detail.get("nextAvailableAt") if isinstance(detail, dict) else None
+    seconds = _seconds_until(when)
     return UpstreamThrottled(
         f"Copilot's quota for this mode is used up ({code}); it is available again at {when or 'a later time'}.{said}",
-        retry_after=_seconds_until(when),
+        retry_after=seconds or DEFAULT_RETRY_AFTER, guessed=seconds is None,
     )
 
 
@@ -158,21 +162,21 @@ _CODES: tuple[tuple[Callable[[str], bool], Callable[[str, dict, str], BingoError
 )
 
 
-def _seconds(retry_after: str | None) -> int:
-    """A Retry-After header as whole seconds (delta-seconds only), else the default."""
+def _seconds(retry_after: str | None) -> int | None:
+    """A Retry-After header as whole seconds (delta-seconds only), else None."""
     if retry_after and retry_after.strip().isdigit():
         return max(1, min(int(retry_after.strip()), 86_400))
-    return DEFAULT_RETRY_AFTER
+    return None
 
 
-def _seconds_until(when: object) -> int:
-    """Whole seconds from now until an ISO-8601 time, at least 1; the default if unreadable."""
+def _seconds_until(when: object) -> int | None:
+    """Whole seconds from now until an ISO-8601 time, at least 1; None if unreadable."""
     if not isinstance(when, str):
-        return DEFAULT_RETRY_AFTER
+        return None
     try:
         moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
     except ValueError:
-        return DEFAULT_RETRY_AFTER
+        return None
     if moment.tzinfo is None:
-        return DEFAULT_RETRY_AFTER
+        return None
     return max(1, min(int(moment.timestamp() - time.time()) + 1, 31 * 86_400))

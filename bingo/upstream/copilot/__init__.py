@@ -7,14 +7,19 @@ per text message. Two presentations of the same API:
   HTTP stacks in 2026 (gpt4free's default since 2026-08, and the Go and Rust
   proxies): `CopilotNative/…` User-Agent, anonymous `POST /c/api/start`, whose
   `__Host-copilot-anon` cookie rides on the websocket upgrade; no setOptions.
-- **web** (with COPILOT_COOKIE): a browser's session, replayed as that browser:
-  `POST /c/api/conversations`, then setOptions and consents before `send`.
+- **web** (an account with a cookie): a browser's session, replayed as that
+  browser: `POST /c/api/conversations`, then setOptions and consents before `send`.
+
+Whose credentials a turn carries is its `Identity` (one account's, chosen by the
+account pool; the settings' single identity when a turn is opened without one).
 
 Pure protocol: the engine owns the sockets; events are read by `tracker.py`.
 """
 from __future__ import annotations
 
+import copy
 import uuid
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from ...config import APP_USER_AGENT, BROWSER_USER_AGENT, Settings
@@ -44,47 +49,70 @@ START_BODY = {
 }
 
 
-def user_agent(settings: Settings) -> str:
-    if settings.copilot_user_agent:
-        return settings.copilot_user_agent
-    return BROWSER_USER_AGENT if settings.copilot_presentation == "web" else APP_USER_AGENT
+@dataclass(frozen=True)
+class Identity:
+    """Who a turn speaks to Copilot as: one account's credentials, never in a repr.
+
+    A browser cookie means the web presentation (as that browser); no cookie, the
+    Android app's, with a fresh anonymous session from /c/api/start. An access
+    token (signed in) rides on either.
+    """
+
+    cookie: str = field(default="", repr=False)
+    user_agent: str = ""  # "" = the presentation's default
+    access_token: str = field(default="", repr=False)
+
+    @property
+    def presentation(self) -> str:
+        return "web" if self.cookie else "app"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Identity:
+        """The single identity of COPILOT_COOKIE, COPILOT_USER_AGENT, COPILOT_ACCESS_TOKEN."""
+        return cls(settings.copilot_cookie, settings.copilot_user_agent, settings.copilot_access_token)
 
 
-def rest_headers(settings: Settings) -> dict[str, str]:
+def user_agent(identity: Identity) -> str:
+    if identity.user_agent:
+        return identity.user_agent
+    return BROWSER_USER_AGENT if identity.presentation == "web" else APP_USER_AGENT
+
+
+def rest_headers(settings: Settings, identity: Identity) -> dict[str, str]:
     """Headers for /c/api/*: the presentation's, plus the token when one is set."""
-    headers = {"User-Agent": user_agent(settings), "Accept": "application/json", "X-Search-UILang": settings.locale}
-    if settings.copilot_presentation == "web":
-        headers.update({"Origin": ORIGIN, "Referer": f"{ORIGIN}/", "Cookie": settings.copilot_cookie})
-    if settings.copilot_access_token:
-        headers["Authorization"] = f"Bearer {settings.copilot_access_token}"
+    headers = {"User-Agent": user_agent(identity), "Accept": "application/json", "X-Search-UILang": settings.locale}
+    if identity.presentation == "web":
+        headers.update({"Origin": ORIGIN, "Referer": f"{ORIGIN}/", "Cookie": identity.cookie})
+    if identity.access_token:
+        headers["Authorization"] = f"Bearer {identity.access_token}"
     return headers
 
 
-def upgrade_headers(settings: Settings, anon_cookie: str) -> dict[str, str]:
+def upgrade_headers(identity: Identity, anon_cookie: str) -> dict[str, str]:
     """The upgrade's headers: User-Agent, Copilot's Origin, and the session's cookies."""
-    headers = {"User-Agent": user_agent(settings), "Origin": ORIGIN}
-    cookies = [c for c in (settings.copilot_cookie, f"{ANON_COOKIE}={anon_cookie}" if anon_cookie else "") if c]
+    headers = {"User-Agent": user_agent(identity), "Origin": ORIGIN}
+    cookies = [c for c in (identity.cookie, f"{ANON_COOKIE}={anon_cookie}" if anon_cookie else "") if c]
     if cookies:
         headers["Cookie"] = "; ".join(cookies)
     return headers
 
 
-def chat_url(settings: Settings, session_id: str) -> str:
+def chat_url(settings: Settings, identity: Identity, session_id: str) -> str:
     """The websocket URL: the base's host and port, ws(s), /c/api/chat, the query."""
     base = urlsplit(settings.copilot_url)
     query = {"api-version": "2", "clientSessionId": session_id}
-    if settings.copilot_access_token:  # signed in: the MSAL token travels in the query
-        query["accessToken"] = settings.copilot_access_token
+    if identity.access_token:  # signed in: the MSAL token travels in the query
+        query["accessToken"] = identity.access_token
     scheme = "wss" if base.scheme == "https" else "ws"
     path = base.path.rstrip("/") + "/c/api/chat"
     return urlunsplit((scheme, base.netloc, path, urlencode(query, quote_via=quote), ""))
 
 
-def start_conversation(settings: Settings) -> tuple[str, str]:
+def start_conversation(settings: Settings, identity: Identity) -> tuple[str, str]:
     """(conversation id, anonymous cookie or "") from the presentation's REST call."""
     base = settings.copilot_url.rstrip("/")
-    headers = rest_headers(settings)
-    if settings.copilot_presentation == "web":
+    headers = rest_headers(settings, identity)
+    if identity.presentation == "web":
         reply = http_json(settings, "copilot", "POST", f"{base}/c/api/conversations", headers, CREATE, accept=(404, 405))
         if reply.status not in (404, 405):  # gone on some deployments: /c/api/start then
             return _conversation_id(reply, "id"), ""
@@ -130,31 +158,38 @@ class CopilotAdapter:
     upstream = "copilot"
     what = CHAT
 
-    def __init__(self, settings: Settings, request: TurnRequest) -> None:
+    def __init__(self, settings: Settings, request: TurnRequest, identity: Identity | None = None) -> None:
         self._settings = settings
+        self._identity = identity or Identity.from_settings(settings)
         self._mode = request.model.mode
         # Checked before any upstream call: a question over the limit is a 400 now.
         self._text = transcript(request.messages, settings.copilot_max_chars)
         self._images = request.images
-        attachments.require_sign_in(self._images, settings.copilot_access_token)
         self._tracker: CopilotTracker | None = None
+
+    def speaking_as(self, identity: Identity) -> CopilotAdapter:
+        """A fresh adapter for the same question, with another account's credentials."""
+        fresh = copy.copy(self)
+        fresh._identity, fresh._tracker = identity, None
+        return fresh
 
     @property
     def opened(self) -> bool:
         return self._tracker is not None and self._tracker.opened
 
     def create(self) -> Opening:
-        conversation_id, anon_cookie = start_conversation(self._settings)
+        attachments.require_sign_in(self._images, self._identity.access_token)  # before any upstream call
+        conversation_id, anon_cookie = start_conversation(self._settings, self._identity)
         images = attachments.upload(
-            self._settings, self._images, self._settings.copilot_access_token, rest_headers(self._settings),
-            upgrade_headers(self._settings, anon_cookie).get("Cookie", ""),
+            self._settings, self._images, self._identity.access_token, rest_headers(self._settings, self._identity),
+            upgrade_headers(self._identity, anon_cookie).get("Cookie", ""),
         )
-        presentation = self._settings.copilot_presentation
+        presentation = self._identity.presentation
         send = build_send(conversation_id, self._text, self._mode, presentation, images)
         opening = (SET_OPTIONS, CONSENTS) if presentation == "web" else ()
         self._tracker = CopilotTracker(send, opening)
-        url = chat_url(self._settings, str(uuid.uuid4()))
-        return Opening(url, upgrade_headers(self._settings, anon_cookie))
+        url = chat_url(self._settings, self._identity, str(uuid.uuid4()))
+        return Opening(url, upgrade_headers(self._identity, anon_cookie))
 
     def greeting(self) -> list[str]:
         return []  # the server speaks first
