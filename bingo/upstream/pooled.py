@@ -1,0 +1,165 @@
+"""A Copilot turn on a pooled account: it waits for a slot, moves to another account
+when one fails before anything was handed on, and gives its slot back exactly once.
+
+The turn opens at once when an account has room. Otherwise `next(wake_at)` waits in
+the pool's queue and returns None at `wake_at`, exactly as a quiet upstream does, so
+the relay's one keep-alive clock covers the wait too. A failure before the first
+event (the REST leg, the upgrade, an error event before any text) is blamed on the
+account (`AccountPool.blame`); a refused access token is refreshed and tried once
+more on the same account; throttles, Cloudflare and refused credentials move the
+request to another account, at most MAX_MOVES times. After the first event nothing
+moves: the client has seen part of an answer.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+
+from ..accounts import Account
+from ..accounts.pool import AccountPool, Lease
+from ..config import Settings
+from ..errors import BingoError, InvalidRequest, UpstreamRejected
+from .copilot import CopilotAdapter, Identity
+from .engine import WebsocketTurn, open_turn
+from .events import Event, Finish, TurnRequest
+
+log = logging.getLogger(__name__)
+
+MAX_MOVES = 2
+
+
+class PooledTurn:
+    """One Copilot turn on a leased account; `close()` releases the lease once."""
+
+    def __init__(self, settings: Settings, pool: AccountPool, request: TurnRequest, adapter: CopilotAdapter) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._adapter = adapter  # built first: a message over the limit is a 400 before any slot
+        self._watch = request.watch
+        self._candidates = _candidates(pool, request)
+        self._tried: list[str] = []
+        self._lease: Lease | None = None
+        self._turn: WebsocketTurn | None = None
+        self._handed_on = False
+        self._last_token = ""  # the access token the open turn carries, if any
+        self._refused_token = ""  # set once a token was refused: the retry refreshes it
+        self._retried = False
+        self._lock = threading.Lock()
+        self._deadline = time.monotonic() + settings.queue_seconds
+        try:
+            self._open(time.monotonic())  # now, when an account has room; else next() waits
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def account(self) -> str:
+        """The name of the account serving (or about to serve) the turn, "" while queued."""
+        lease = self._lease
+        return lease.account.name if lease is not None else ""
+
+    def next(self, wake_at: float) -> Event | None:
+        """The next event; None at `wake_at`, also while still queued for an account."""
+        while True:
+            if self._turn is None and not self._open(wake_at):
+                return None
+            assert self._turn is not None
+            try:
+                event = self._turn.next(wake_at)
+            except BingoError as exc:
+                self._recover(exc)
+                continue
+            if event is not None:
+                self._handed_on = True
+            return event
+
+    def ready(self) -> bool:
+        turn = self._turn
+        return turn is not None and turn.ready()
+
+    def events(self, tick: float = math.inf) -> Iterator[Event | None]:
+        """Every event up to the Finish, with None after each `tick` seconds of quiet."""
+        while True:
+            event = self.next(time.monotonic() + tick)
+            yield event
+            if isinstance(event, Finish):
+                return
+
+    def close(self) -> None:
+        with self._lock:
+            turn, self._turn = self._turn, None
+            lease, self._lease = self._lease, None
+        try:
+            if turn is not None:
+                turn.close()
+        finally:
+            if lease is not None:
+                self._pool.release(lease)
+
+    def _open(self, until: float) -> bool:
+        """Lease an account and open the turn on it; False when `until` came first."""
+        while self._turn is None:
+            if self._lease is None:
+                remaining = [a for a in self._candidates if a.name not in self._tried]
+                self._lease = self._pool.acquire(remaining, until, self._deadline, self._watch)
+                if self._lease is None:
+                    return False
+            try:
+                adapter = self._adapter.speaking_as(self._identity(self._lease.account))
+                self._turn = open_turn(self._settings, adapter, self._watch)
+            except BingoError as exc:
+                self._recover(exc)
+        return True
+
+    def _identity(self, account: Account) -> Identity:
+        force = bool(self._refused_token)
+        token = self._pool.tokens.access_token(account, force, rejected=self._refused_token)
+        self._last_token = token
+        return Identity(account.cookie, account.user_agent or self._settings.copilot_user_agent, token)
+
+    def _recover(self, exc: BingoError) -> None:
+        """Retry once after a token refresh, or move to another account; raises `exc`
+        (with the pool's Retry-After and names) when neither can help."""
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.close()
+        lease = self._lease
+        if lease is None:
+            raise exc
+        account = lease.account
+        if self._handed_on:
+            self._pool.blame(account, exc)  # the next requests avoid it; this one has begun
+            raise exc
+        if type(exc) is UpstreamRejected and account.kind == "refresh" and not self._retried:
+            log.info("account %r: access token refused; refreshing it and trying once more", account.name)
+            self._retried, self._refused_token = True, self._last_token
+            return
+        moves = self._pool.blame(account, exc)
+        self._lease = None
+        self._pool.release(lease)
+        self._tried.append(account.name)
+        self._retried, self._refused_token = False, ""
+        if not moves:
+            raise exc
+        if len(self._tried) > MAX_MOVES or all(a.name in self._tried for a in self._candidates):
+            raise self._pool.unserved(exc, self._candidates)
+        log.info("account %r failed (%s); the request moves to another account", account.name, exc.code)
+        self._deadline = time.monotonic() + self._settings.queue_seconds
+
+
+def _candidates(pool: AccountPool, request: TurnRequest) -> list[Account]:
+    """The accounts that may serve this request: signed-in ones only for image input."""
+    accounts = list(pool.roster.accounts())
+    if not getattr(request, "images", ()):
+        return accounts
+    signed_in = [a for a in accounts if a.signed_in]
+    if not signed_in:
+        raise InvalidRequest(
+            "Image input needs a signed-in Copilot account, and none is configured: add one with a "
+            "refresh token (`python -m bingo login`) to COPILOT_ACCOUNTS_FILE, or set COPILOT_REFRESH_TOKEN.",
+            param="messages",
+        )
+    return signed_in
