@@ -155,6 +155,8 @@ class CopilotSession(Session):
             return self._refuse()
         if len(prompt) > MAX_TEXT_CHARS:
             return self.emit(error_event("text-too-long"))
+        if self.state.accounts.throttles(conversation_id):  # accounts.py: throttle-event
+            return self.emit(error_event("too-many-messages"))
         mode = str(event.get("mode") or "chat")
         plan = self._plan_for(prompt, mode)
         if plan is None:

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import attachments, create
+from . import account_create, attachments, create
 from .create import Reply, json_reply
 from .directives import parse_spec
 from .state import State
@@ -147,12 +147,12 @@ _ROUTES: dict[str, dict[str, Route]] = {
     },
     "/c/api/conversations": {
         "POST": lambda h: attachments.started(
-            h.state.attachments, dict(h.headers.items()), create.copilot_create(h.state, h.cookie, start=False)
+            h.state.attachments, dict(h.headers.items()), account_create.copilot_create(h.state, h.headers.items(), start=False)
         )
     },
     "/c/api/start": {
         "POST": lambda h: attachments.started(
-            h.state.attachments, dict(h.headers.items()), create.copilot_create(h.state, h.cookie, start=True)
+            h.state.attachments, dict(h.headers.items()), account_create.copilot_create(h.state, h.headers.items(), start=True)
         )
     },
     "/c/api/attachments": {
@@ -161,4 +161,5 @@ _ROUTES: dict[str, dict[str, Route]] = {
     "/c/api/user": {"GET": lambda h: create.copilot_user()},
     "/sandbox/faults": {"POST": _queue_faults, "DELETE": _clear_faults},
     "/sandbox/stats": {"GET": lambda h: json_reply(h.state.stats())},
+    "/sandbox/accounts": {"POST": lambda h: account_create.queue_rules(h.state, h.body)},
 }

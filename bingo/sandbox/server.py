@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, cast
 
@@ -142,6 +142,22 @@ class Sandbox:
 
     def clear_faults(self) -> None:
         self._state.faults.clear()
+
+    def account_rule(self, marker: str, rule: str) -> None:
+        """Refuse or throttle the account whose credentials contain `marker` (accounts.py)."""
+        self._state.accounts.set(marker, rule)
+
+    def check_tokens(self, check: Callable[[str], bool] | None) -> None:
+        """Every Bearer token and accessToken must pass `check`, else 401 (accounts.py)."""
+        self._state.accounts.check_tokens(check)
+
+    def clear_account_rules(self) -> None:
+        """Forget every account rule and the token check."""
+        self._state.accounts.clear()
+
+    def served(self, markers: Iterable[str]) -> list[str]:
+        """Per Copilot conversation created, in order: the first marker its create carried, or ""."""
+        return self._state.accounts.served(markers)
 
     @property
     def received(self) -> list[list[dict[str, Any]]]:

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .accounts import AccountRules
 from .faults import FaultQueue
 from .registry import Registry
 from .uploads import Attachments
@@ -38,6 +39,7 @@ class State:
         self.registry = Registry()
         self.faults = FaultQueue()
         self.attachments = Attachments()  # Copilot's /c/api/attachments
+        self.accounts = AccountRules()  # per-account rules and who each turn was for
         # websockets' ServerConnection reads `socket_closed` to refuse handshakes
         # that race with shutdown; for us that is "the sandbox is stopping".
         self.socket_closed = threading.Event()

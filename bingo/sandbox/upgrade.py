@@ -15,6 +15,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 from websockets.sync.server import ServerConnection
 
+from .accounts import credentials
 from .chathub import ChatHubSession
 from .copilot import CopilotSession
 from .directives import UPGRADE
@@ -102,7 +103,13 @@ def _admit(conn: ServerConnection, request: Request, state: State) -> Response |
     if path == COPILOT_PATH and not query.get("clientSessionId"):
         return conn.respond(403, "Forbidden\n")  # 2025-26 clients always send it
     if path == COPILOT_PATH:
-        return None
+        refused = state.accounts.refusal(*credentials(request.headers.raw_items(), query))
+        if refused is None:
+            return None
+        response = conn.respond(refused.status, refused.body.decode("utf-8"))
+        for name, value in refused.headers:
+            response.headers[name] = value
+        return response
     return conn.respond(404, "Not Found\n")
 
 
