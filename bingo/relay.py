@@ -7,7 +7,11 @@ in-band error event, logged here once. Every path closes the turn. No Flask here
 The keep-alive clock is the time since the last byte written to the client, not
 since the last upstream frame: a turn that only reasons or searches still sends a
 comment every BINGO_KEEPALIVE_SECONDS, and the first byte of a stream leaves within
-one interval of the request's arrival (Heroku wants one within 30 s).
+one interval of the request's arrival (Heroku wants one within 30 s). A turn still
+queued for a Copilot account reads as a quiet upstream, so the same clock covers it.
+
+Every turn's close() gives its account slot back; the paths that end a turn (last
+byte, in-band error, client gone, shutdown, a corrective turn) all go through close().
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import image_fetch, images, prompt, shutdown, sse, tools, wire
+from .accounts.pool import AccountPool
 from .answer import Answer
 from .config import Settings
 from .errors import (
@@ -66,19 +71,24 @@ class TurnRelay:
         self._turn: Turn | None = None
         self._images: tuple[images.Image, ...] | None = None  # read once: a corrective turn sends them again
         self._watch: ClientWatch | None = None
+        self._pool: AccountPool | None = None
         self._quiet = False  # one-shot: events are taken, not rendered
         self._corrected = False  # the one corrective turn has been opened
 
-    def open(self, watch: ClientWatch | None) -> None:
-        """Open the upstream turn; raises a BingoError before any byte."""
-        self._watch = watch
+    def open(self, watch: ClientWatch | None, pool: AccountPool | None = None) -> None:
+        """Open the upstream turn on an account of `pool`; raises a BingoError before any byte.
+
+        When no account has room, the turn opens later, while it is read.
+        """
+        self._watch, self._pool = watch, pool
         if shutdown.stopping():
             raise ServerShuttingDown("The gateway is restarting; retry the request.")
         if self._images is None:
             self._images = images.load(self._messages, self._model.upstream, image_fetch.fetcher(self._settings))
-        self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch, self._images))
+        self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch, self._images), pool)
 
     def close(self) -> None:
+        """Close the turn (and give its account slot back); safe on every path, any number of times."""
         if self._turn is not None:
             self._turn.close()
 
@@ -183,7 +193,7 @@ class TurnRelay:
         self.close()
         correction = tools.correction(answer.problem, choice)
         self._messages += (Message("assistant", answer.text), Message("user", correction))
-        self.open(self._watch)
+        self.open(self._watch, self._pool)
         answer.restart()
         return False
 

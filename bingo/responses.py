@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g
 from flask.blueprints import BlueprintSetupState
 
-from . import routes, sse, wire
+from . import admin, routes, sse, wire
 from .errors import BingoError
 from .models import catalogue
 from .responses_run import ResponseRun
@@ -58,7 +58,7 @@ def create_response(prefix: str = "") -> Response:
             )
         history = history_messages(record["history"])
     run = ResponseRun(request, messages_for(request, history), history, settings, g.request_id, response_store())
-    run.open(routes.client_watch())
+    run.open(routes.client_watch(), admin.current_pool())
     if not request.stream:
         return _json(run.collect())
     response = Response(run.stream(), mimetype="text/event-stream", headers=sse.HEADERS)

@@ -28,7 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import page, ratelimit, relay, responses, sse, wire
+from . import admin, page, ratelimit, relay, responses, sse, wire
 from .admission import Admission, Slot
 from .config import Settings
 from .errors import (
@@ -70,7 +70,7 @@ def completions(prefix: str = "") -> Response:
         max_messages=settings.max_messages,
     )
     exchange = relay.Exchange(chat, settings, g.request_id)
-    exchange.open(client_watch())
+    exchange.open(client_watch(), admin.current_pool())
     if not chat.stream:
         return _json(exchange.collect())
     response = Response(exchange.stream(), mimetype="text/event-stream", headers=sse.HEADERS)
@@ -262,6 +262,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(responses.bp)
+    admin.register(app)
     app.extensions[_ADMISSION] = Admission(app.config["BINGO"].max_inflight)
     app.before_request(_request_id)
     app.before_request(_preflight)

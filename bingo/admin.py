@@ -1,0 +1,104 @@
+"""The account pool's place in the app, and `GET /v1/accounts`, the operator's view of it.
+
+`register` builds the process's one AccountPool at start (the roster, its tokens and
+the state store the app already holds) and serves the view. The view needs
+`Authorization: Bearer <BINGO_ADMIN_KEY>`, a key of its own (an API key is not
+enough), and does not exist (404) while BINGO_ADMIN_KEY is unset. It shows names,
+kinds, states, counts and redacted errors: never a cookie or a token.
+"""
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import NotFound
+
+from .accounts import Account
+from .accounts.pool import AccountPool, iso
+from .config import Settings
+from .errors import AuthenticationFailed
+from .sse import dumps
+from .state import EXTENSION
+
+bp = Blueprint("admin", __name__)
+
+POOL = "bingo.pool"
+
+
+def current_pool() -> AccountPool:
+    return current_app.extensions[POOL]
+
+
+@bp.get("/v1/accounts")
+def list_accounts() -> Response:
+    pool = current_pool()
+    _check_admin_key(pool.settings.admin_key)
+    body = {"object": "list", "data": [_describe(pool, account) for account in pool.roster.accounts()]}
+    return Response(dumps(body), mimetype="application/json")
+
+
+def _check_admin_key(admin_key: str) -> None:
+    if not admin_key:
+        raise NotFound()
+    auth = request.headers.get("Authorization", "")
+    offered = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if not hmac.compare_digest(offered.encode(), admin_key.encode()):
+        raise AuthenticationFailed(
+            "Missing or incorrect admin key. Send 'Authorization: Bearer <key>' with the key in BINGO_ADMIN_KEY."
+        )
+
+
+def _describe(pool: AccountPool, account: Account) -> dict[str, object]:
+    """One account as the operator sees it: no credential, ever."""
+    store = pool.store
+    usage = store.usage(account.name)
+    expires_at = pool.tokens.expires_at(account)
+    return {
+        "name": account.name,
+        "kind": account.kind,
+        "state": _state(pool, account),
+        "in_flight": usage.in_flight,
+        "last_minute": usage.last_minute,
+        "last_error": store.last_error(account.name) or None,
+        "token_expires_at": iso(expires_at) if expires_at is not None else None,
+    }
+
+
+def _state(pool: AccountPool, account: Account) -> str:
+    health = pool.store.health(account.name)
+    if health is None or (health.state == "attention" and health.fingerprint != account.fingerprint):
+        return "healthy"  # an edited entry no longer needs attention
+    if health.state == "cooling":
+        return f"cooling down until {iso(health.until)}"
+    return f"needs attention: {health.reason}"
+
+
+class _SettingsRoster:
+    """Interim, until bingo.accounts.roster lands: the settings' single account."""
+
+    def __init__(self, settings: Settings) -> None:
+        kind = "cookie" if settings.copilot_cookie else "token" if settings.copilot_access_token else "anonymous"
+        self._accounts = (
+            Account("default", kind, settings.copilot_cookie, settings.copilot_user_agent, settings.copilot_access_token),
+        )
+
+    def accounts(self) -> tuple[Account, ...]:
+        return self._accounts
+
+
+class _StaticTokens:
+    """Interim, until bingo.accounts.tokens lands: an account's own access token."""
+
+    def access_token(self, account: Account, force: bool = False, *, rejected: str = "") -> str:
+        return account.access_token
+
+    def expires_at(self, account: Account) -> float | None:
+        return None
+
+
+def register(app: Flask) -> None:
+    """Build the process's account pool and serve its view."""
+    settings = app.config["BINGO"]
+    store = app.extensions[EXTENSION]
+    app.extensions[POOL] = AccountPool(settings, store, _SettingsRoster(settings), _StaticTokens())
+    app.register_blueprint(bp)
