@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..config import Settings
@@ -31,7 +31,6 @@ from ..errors import (
     AccountsBusy,
     AccountsNeedAttention,
     BingoError,
-    CaptchaRequired,
     ClientDisconnected,
     UpstreamBlocked,
     UpstreamError,
@@ -59,6 +58,8 @@ class AccountSource(Protocol):
 
 class TokenSource(Protocol):
     def access_token(self, account: Account, force: bool = False, *, rejected: str = "") -> str: ...
+
+    def expires_at(self, account: Account) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,7 @@ class AccountPool:
 
 def iso(epoch: float) -> str:
     """An epoch time as ISO 8601 in UTC, to the second."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _listed(names: Iterable[str]) -> str:
