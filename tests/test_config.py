@@ -81,6 +81,11 @@ def test_from_env_empty_environment_gives_documented_defaults():
         "key_rpm": 0,
         "fetch_images": False,
         "fetch_images_from_loopback": False,
+        "account_concurrency": 4,
+        "account_rpm": 12,
+        "queue_seconds": 20.0,
+        "cooldown_seconds": 1500.0,
+        "admin_key": "",
         "log_level": "INFO",
     }
 

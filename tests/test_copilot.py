@@ -463,19 +463,24 @@ def test_error_table_through_the_app(client, sandbox, prompt, fault, status, cod
     assert set(error) == {"message", "type", "param", "code"}
     if status == 429:
         assert error["type"] == "rate_limit_error"
-        assert response.headers["Retry-After"] == ("7" if fault == "create-429" else "60")
+        # No time from Copilot: the account rests BINGO_COOLDOWN_SECONDS (1500), and so does the client.
+        assert response.headers["Retry-After"] == ("7" if fault == "create-429" else "1500")
 
 
-def test_error_messages_say_what_happened(client, sandbox):
-    other = completion(client, "[sandbox:error=brand-new-code]").get_json()["error"]["message"]
+def test_error_messages_say_what_happened(settings, sandbox):
+    def message(prompt: str = "Hello", fault: str | None = None) -> str:
+        # A fresh gateway for each: a Cloudflare 403 or a 401 rests its only account.
+        if fault:
+            sandbox.queue_fault(fault)
+        return completion(create_app(settings).test_client(), prompt).get_json()["error"]["message"]
+
+    other = message("[sandbox:error=brand-new-code]")
     assert "'brand-new-code'" in other, "Copilot's code is in the message"
-    sandbox.queue_fault("create-403")
-    cloudflare = completion(client).get_json()["error"]["message"]
+    cloudflare = message(fault="create-403")
     assert "HTTP 403" in cloudflare and "Cloudflare" in cloudflare and "COPILOT_COOKIE" in cloudflare
-    sandbox.queue_fault("create-401")
-    refused = completion(client).get_json()["error"]["message"]
+    refused = message(fault="create-401")
     assert "HTTP 401" in refused and "COPILOT_ACCESS_TOKEN" in refused
-    region = completion(client, "[sandbox:error-unavailable]").get_json()["error"]["message"]
+    region = message("[sandbox:error-unavailable]")
     assert "chat-service-unavailable" in region and "HTTPS_PROXY" in region
 
 

@@ -224,6 +224,13 @@ class AccountPool:
         )
 
     def busy_error(self, survey: _Survey) -> AccountsBusy:
+        """429 with the soonest Retry-After. The store knows exactly when a minute's
+        window frees a turn, but a slot held by a running turn frees when that turn
+        ends, which nobody knows (its lease's expiry is only the worst case): for an
+        account at its concurrency limit the estimate is BINGO_QUEUE_SECONDS."""
+        for name, wait in survey.full.items():
+            if self.store.usage(name).in_flight >= self.settings.account_concurrency:
+                survey.full[name] = min(wait, max(1.0, self.settings.queue_seconds))
         retry_after = max(1, math.ceil(survey.soonest(self._clock())))
         parts = []
         if survey.full:
