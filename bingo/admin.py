@@ -15,7 +15,8 @@ from werkzeug.exceptions import NotFound
 
 from .accounts import Account
 from .accounts.pool import AccountPool, iso
-from .config import Settings
+from .accounts.roster import Roster
+from .accounts.tokens import Tokens
 from .errors import AuthenticationFailed
 from .sse import dumps
 from .state import EXTENSION
@@ -73,32 +74,9 @@ def _state(pool: AccountPool, account: Account) -> str:
     return f"needs attention: {health.reason}"
 
 
-class _SettingsRoster:
-    """Interim, until bingo.accounts.roster lands: the settings' single account."""
-
-    def __init__(self, settings: Settings) -> None:
-        kind = "cookie" if settings.copilot_cookie else "token" if settings.copilot_access_token else "anonymous"
-        self._accounts = (
-            Account("default", kind, settings.copilot_cookie, settings.copilot_user_agent, settings.copilot_access_token),
-        )
-
-    def accounts(self) -> tuple[Account, ...]:
-        return self._accounts
-
-
-class _StaticTokens:
-    """Interim, until bingo.accounts.tokens lands: an account's own access token."""
-
-    def access_token(self, account: Account, force: bool = False, *, rejected: str = "") -> str:
-        return account.access_token
-
-    def expires_at(self, account: Account) -> float | None:
-        return None
-
-
 def register(app: Flask) -> None:
     """Build the process's account pool and serve its view."""
     settings = app.config["BINGO"]
     store = app.extensions[EXTENSION]
-    app.extensions[POOL] = AccountPool(settings, store, _SettingsRoster(settings), _StaticTokens())
+    app.extensions[POOL] = AccountPool(settings, store, Roster(settings), Tokens(settings, store))
     app.register_blueprint(bp)

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 FIRST_NAP = 0.05  # seconds; a queued request's first wait between polls, doubled each time
 LONGEST_NAP = 0.5  # the backoff's cap: how late a queued request may notice another process's release
 LEASE_MARGIN = 30.0  # seconds a lease outlives the longest turn (connect legs, a 401 retry)
-REASON_CHARS = 300
+REASON_CHARS = 600  # an upstream message and its advice; failures.py bounds what Copilot said
 
 
 class AccountSource(Protocol):
