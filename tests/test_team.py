@@ -123,7 +123,7 @@ def test_team_without_redis_each_worker_has_its_own_view(team, upstream, capsys)
     prompts = _until_both_workers(gw, "no redis")
     workers = len(set(_pids(gw)))
     tried = _creates(upstream, gw, "acct=alpha")
-    assert 1 <= tried <= workers and _creates(upstream, gw, "acct=bravo") == len(prompts)
+    assert tried >= 1 and _creates(upstream, gw, "acct=bravo") == len(prompts)
     with capsys.disabled():
         print(f"\nwithout Redis: {workers} workers, the throttled account was tried {tried} times "
               f"(with Redis: once); the admin view shows one worker's view only")

@@ -33,12 +33,15 @@ def queue_rules(state: State, body: bytes) -> Reply:
     """POST /sandbox/accounts {"rules": {marker: rule}}: all checked before any is set."""
     try:
         rules = json.loads(body or b"{}").get("rules", {})
-        if not isinstance(rules, dict):
-            raise ValueError("rules must be an object of marker: rule")
+    except (ValueError, AttributeError) as exc:
+        return json_reply({"error": str(exc)}, status=400)
+    if not isinstance(rules, dict):
+        return json_reply({"error": "rules must be an object of marker: rule"}, status=400)
+    try:
         probe = AccountRules()
         for marker, rule in rules.items():
             probe.set(str(marker), str(rule))
-    except (ValueError, AttributeError) as exc:
+    except ValueError as exc:
         return json_reply({"error": str(exc)}, status=400)
     for marker, rule in rules.items():
         state.accounts.set(str(marker), str(rule))
