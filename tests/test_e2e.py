@@ -28,6 +28,11 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-e2e-SECRET-KEY-0123456789"
 COOKIE = "_U=E2E-SECRET-COOKIE-abcdef; MUID=E2E-MUID-SECRET"
+# Every test gateway, bare ones too, paces its Copilot accounts out of the way: a module
+# sends far more than 12 turns a minute to its one account, and a throttle it provokes
+# must not rest that account for the next test. Pacing has tests of its own
+# (test_pool.py, test_team.py), which set these themselves.
+UNPACED = {"BINGO_ACCOUNT_RPM": "100000", "BINGO_ACCOUNT_CONCURRENCY": "100000", "BINGO_COOLDOWN_SECONDS": "0.001"}
 
 
 def procfile_command() -> list[str]:
@@ -59,6 +64,7 @@ class Gateway:
             # Same command as the Procfile; only the bind narrows to loopback for tests.
             "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {extra_args}".strip(),
             "BINGO_COPILOT_URL": sandbox.copilot_url,
+            **UNPACED,
             **env,
         }
         if not bare:

@@ -45,6 +45,7 @@ OPENAPI = ROOT / "bingo" / "openapi.json"
 
 # Recognisable secrets: no piece of them may ever leave the gateway.
 API_KEYS = ("sk-rlby-FIRST-key-q7Wm2Zp9Lt4V", "sk-rlby-SECOND-key-n8Xc3Rb6Hd1K")
+ADMIN_KEY = "adm-rlby-ADMIN-key-c5Tg8Jw1Qs"
 KEY = API_KEYS[0]
 COOKIE_VALUES = {"_U": "RLBYcookieU-Jx4Qw8Tz2Vb6Nm0", "MUID": "RLBYcookieMUID-Kp3Ls7Dg9Fh1", "SRCHUSR": "RLBYsrch-Yt5Ue2Io8Pa4"}
 COOKIE = "; ".join(f"{name}={value}" for name, value in COOKIE_VALUES.items())
@@ -141,13 +142,16 @@ def answer_of(exchange: Exchange) -> str:
 
 
 def start_gateway(upstream: object, log_path: Path, timeouts: dict[str, str]) -> Gateway:
+    accounts = log_path.with_name("accounts.jsonl")
+    write_copilot_account(accounts)
     gw = Gateway(
         upstream, log_path,
         # The seed's names on the ChatHub, so its faults are tried too; "copilot" names Copilot.
         BINGO_UPSTREAM="chathub",
-        BING_COOKIE=COOKIE, COPILOT_COOKIE=COPILOT_COOKIE, BINGO_API_KEYS=",".join(API_KEYS), BINGO_LOG_LEVEL="DEBUG",
-        WEB_CONCURRENCY="1", PYTHONUNBUFFERED="1", **timeouts,
+        BING_COOKIE=COOKIE, COPILOT_ACCOUNTS_FILE=str(accounts), BINGO_API_KEYS=",".join(API_KEYS),
+        BINGO_ADMIN_KEY=ADMIN_KEY, BINGO_LOG_LEVEL="DEBUG", WEB_CONCURRENCY="1", PYTHONUNBUFFERED="1", **timeouts,
     )
+    gw.accounts = accounts  # type: ignore[attr-defined]
     GATEWAYS.append(gw)
     try:
         wait_healthy(gw)
@@ -184,6 +188,24 @@ def worker_pid(gw: Gateway) -> int:
     children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _ppid(pid) == gw.process.pid]
     assert len(children) == 1, f"expected one gunicorn worker, found {children}"
     return children[0]
+
+
+def write_copilot_account(path: Path, renewal: int = 0) -> None:
+    """Copilot's account, with COPILOT_COOKIE's cookie, in an accounts file: a fault that
+    makes it need attention (Cloudflare) is then answered as an operator would, with a
+    new entry, instead of a restart."""
+    cookie = COPILOT_COOKIE + (f"; cf_clearance=renewed-{renewal}" if renewal else "")
+    path.write_text(json.dumps({"name": "reliability", "cookie": cookie}) + "\n", encoding="utf-8")
+
+
+RENEWALS: list[int] = []
+
+
+def renew_copilot_account(gw: Gateway) -> None:
+    """A new entry for the account; the gateway reads the file again at most once a second."""
+    RENEWALS.append(len(RENEWALS) + 1)
+    write_copilot_account(gw.accounts, RENEWALS[-1])  # type: ignore[attr-defined]
+    time.sleep(1.1)
 
 
 def assert_worker_healthy(gw: Gateway, *, stream: bool = False) -> None:
@@ -324,6 +346,8 @@ def test_upstream_fault_fails_as_documented_and_the_worker_recovers(tight, sandb
     assert time.monotonic() - started < 10, "the gateway's own timeouts must bound every fault"
     status = fault.stream_status if stream else fault.status
     assert_fails_as_documented(exchange, status, fault.code, expected_content(prompt))
+    if fault.model == "copilot" and fault.code == "captcha_required":
+        renew_copilot_account(tight)  # it needs attention until its entry changes (the account pool)
     assert sandbox.wait_idle(2.0), "a websocket stayed open after the fault"
     assert_worker_healthy(tight, stream=stream)
 
@@ -1113,9 +1137,9 @@ SECRETS_REPORT: dict[str, int] = {}
 
 
 def secret_pieces() -> list[str]:
-    values = [*API_KEYS, *COOKIE_VALUES.values(), *COPILOT_COOKIE_VALUES.values()]
+    values = [*API_KEYS, ADMIN_KEY, *COOKIE_VALUES.values(), *COPILOT_COOKIE_VALUES.values()]
     pairs = [*COOKIE_VALUES.items(), *COPILOT_COOKIE_VALUES.items()]
-    pieces = {COOKIE, COPILOT_COOKIE, *API_KEYS, *(f"{k}={v}" for k, v in pairs)}
+    pieces = {COOKIE, COPILOT_COOKIE, ADMIN_KEY, *API_KEYS, *(f"{k}={v}" for k, v in pairs)}
     for value in values:
         pieces.update(value[i:i + SECRET_WINDOW] for i in range(len(value) - SECRET_WINDOW + 1))
     return sorted(pieces)
@@ -1127,10 +1151,16 @@ def test_secrets_never_appear_in_logs_bodies_or_headers(tight, sandbox):
     chat(tight, "secrets: fault")
     chat(tight, "[sandbox:drop]", stream=True)
     call(tight, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, key="sk-wrong")
+    chat(tight, "secrets: copilot", model="copilot")
+    accounts = call(tight, "GET", "/v1/accounts", key=ADMIN_KEY)
+    assert [(a["name"], a["kind"], a["last_minute"] > 0) for a in accounts.json()["data"]] == [
+        ("reliability", "cookie", True)]
+    assert call(tight, "GET", "/v1/accounts", key=API_KEYS[0]).status == 401  # an API key is not the admin key
     leave_mid_answer(tight, reset=True)
     assert sandbox.wait_idle(2.0)
-    # The secrets were live: the upstream got the cookie, and the keys opened the API.
+    # The secrets were live: the upstream got the cookies, and the keys opened the API.
     assert any(COOKIE_VALUES["_U"] in (r["headers"].get("Cookie") or "") for r in sandbox.requests)
+    assert any(COPILOT_COOKIE_VALUES["MSCC"] in (r["headers"].get("Cookie") or "") for r in sandbox.requests)
     pieces = secret_pieces()
     leaks = []
     for exchange in EXCHANGES:
