@@ -77,6 +77,8 @@ def fuzz(sandbox_server):
         create_url=sandbox_server.create_url, chathub_url=sandbox_server.chathub_url,
         copilot_url=sandbox_server.copilot_url, connect_timeout=3.0, idle_timeout=3.0, total_timeout=8.0,
         keepalive_seconds=0.5, max_body_bytes=LIMIT, log_level="INFO",
+        # Hundreds of examples on one Copilot account: pacing out of the way (test_pool.py tests it).
+        account_rpm=100_000, account_concurrency=100_000, cooldown_seconds=0.001,
     ))
     recorder = LogRecorder()
     logging.getLogger().addHandler(recorder)
