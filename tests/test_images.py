@@ -627,8 +627,9 @@ def test_the_readme_image_example_runs_against_the_sandbox(signed_in_gateway, sa
 
 @pytest.mark.parametrize(("fault", "status", "error"), [
     ("attachment-401", 502, {
+        # The account pool flags the account (its only one) and says so.
         "message": "Copilot's attachment upload refused the credentials (HTTP 401): refresh COPILOT_COOKIE or "
-                   "COPILOT_ACCESS_TOKEN.",
+                   "COPILOT_ACCESS_TOKEN. Accounts needing attention: default.",
         "type": "upstream_error", "param": None, "code": "upstream_auth_failed",
     }),
     ("attachment-413", 400, {

@@ -25,6 +25,7 @@ from bingo.sandbox import Sandbox
 from bingo.sandbox.identity import IdentityServer
 from tests.conftest import with_settings
 from tests.helpers import read_sse
+from tests.test_images import ONE_PNG
 from tests.test_copilot import copilot_expected as expected
 
 ADMIN_KEY = "adm-POOL-admin-key-5Jx8Qe"
@@ -432,6 +433,31 @@ def test_pool_token_refused_after_the_refresh_needs_attention(settings, upstream
     assert (response.status_code, response.get_json()["error"]["code"]) == (502, "upstream_auth_failed")
     assert identity.refreshes == 2  # the first token, then one forced refresh
     assert states(app)["foxtrot"].startswith("needs attention: upstream_auth_failed: ")
+
+
+def test_pool_image_input_goes_to_a_signed_in_account_only(settings, upstream, accounts_file, identity):
+    """Cookie accounts first in the file, least loaded: an image still goes to the signed-in one."""
+    refresh = identity.issue_refresh_token("kilo")
+    app = gateway(settings, accounts_file, cookie_entry("alpha"), cookie_entry("bravo"),
+                  {"name": "kilo", "refresh_token": refresh}, login_url=identity.url)
+    before = len(upstream.served([*SECRETS, "kilo"]))
+    for n in range(2):
+        response = app.test_client().post("/v1/chat/completions", json={"model": "copilot", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"look {n}"}, {"type": "image_url", "image_url": {"url": ONE_PNG}}]}]})
+        assert response.status_code == 200, response.get_data(as_text=True)
+    assert upstream.served([*SECRETS, "kilo"])[before:] == ["kilo", "kilo"]
+
+
+def test_pool_image_input_without_a_signed_in_account_takes_no_slot(settings, upstream, accounts_file):
+    app = gateway(settings, accounts_file, cookie_entry("alpha"))
+    before = len(upstream.requests)
+    response = app.test_client().post("/v1/chat/completions", json={"model": "copilot", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": ONE_PNG}}]}]})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"].startswith(
+        "'messages[0].content[1]' is an image, and Copilot takes images only from a signed-in account")
+    assert upstream.requests[before:] == []
+    assert [(a["in_flight"], a["last_minute"]) for a in admin(app).get_json()["data"]] == [(0, 0)]
 
 
 # -- GET /v1/accounts ----------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from ..accounts import Account
 from ..accounts.pool import AccountPool, Lease
 from ..config import Settings
-from ..errors import BingoError, InvalidRequest, UpstreamRejected
-from .copilot import CopilotAdapter, Identity
+from ..errors import BingoError, UpstreamRejected
+from .copilot import CopilotAdapter, Identity, attachments
 from .engine import WebsocketTurn, open_turn
 from .events import Event, Finish, TurnRequest
 
@@ -151,15 +151,14 @@ class PooledTurn:
 
 
 def _candidates(pool: AccountPool, request: TurnRequest) -> list[Account]:
-    """The accounts that may serve this request: signed-in ones only for image input."""
+    """The accounts that may serve this request: signed-in ones only for image input.
+
+    Raises the 400 of image input without a signed-in account before any slot is taken.
+    """
     accounts = list(pool.roster.accounts())
-    if not getattr(request, "images", ()):
+    if not request.images:
         return accounts
     signed_in = [a for a in accounts if a.signed_in]
     if not signed_in:
-        raise InvalidRequest(
-            "Image input needs a signed-in Copilot account, and none is configured: add one with a "
-            "refresh token (`python -m bingo login`) to COPILOT_ACCOUNTS_FILE, or set COPILOT_REFRESH_TOKEN.",
-            param="messages",
-        )
+        attachments.require_sign_in(request.images, "")
     return signed_in
