@@ -48,7 +48,7 @@ def limit_arenas() -> None:
 
 
 def went_idle() -> None:
-    """The process has no answer in flight: trim after a quiet moment."""
+    """No answer is in flight, or an abandoned upload was dropped: trim after a quiet moment."""
     global _thread
     if _TRIM is None:
         return

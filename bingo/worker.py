@@ -29,9 +29,12 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from . import memory
 from .config import Settings
 from .error_page import PageCapture, build_error_page
-from .prefetch import Prefetched, RequestScan, Verdict
+from .prefetch import SMALL_REQUEST, Prefetched, ReadBudget, RequestScan, Verdict
 
 RECV_BYTES = 65536
+# The requests one process is reading hold about this many bodies' worth of bytes at most
+# (prefetch.ReadBudget): 64 MiB with the default BINGO_MAX_BODY_BYTES.
+BUDGET_BODIES = 16
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -43,6 +46,7 @@ class Reading:
     scan: RequestScan
     deadline: float
     registered: bool = False  # on the poller
+    paused: bool = False  # off the poller for the memory budget
     continued: bool = False  # `100 Continue` sent
 
 
@@ -57,6 +61,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.head_limit = head_limit(self.cfg)
         self.reading: dict[TConn, Reading] = {}  # in deadline order: every deadline is start + read_timeout
         self.timed_out, self.timed_out_logged_at = 0, 0.0  # connections closed for time, not logged yet
+        self.budget: ReadBudget[Reading] = ReadBudget(BUDGET_BODIES * self.body_limit)
         raise_fd_limit(self.cfg.worker_connections + 64)
         memory.limit_arenas()  # before the pool's threads allocate
         super().init_process()
@@ -99,10 +104,12 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             return
         if readable:
             self._on_readable(state)
-            if conn not in self.reading:
-                return
+        if conn in self.reading and not state.paused:
+            self._listen(state)
+
+    def _listen(self, state: Reading) -> None:
         state.registered = True
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, state))
+        self.poller.register(state.conn.sock, selectors.EVENT_READ, partial(self._on_readable, state))
 
     def _on_readable(self, state: Reading, sock: socket.socket | None = None) -> None:
         try:
@@ -119,6 +126,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
     def _advance(self, state: Reading, data: bytes) -> bool:
         """Feed the scan; hand the request to the pool once it can be served. True if handed over."""
         verdict = state.scan.feed(data)
+        self.budget.held += len(data)
         if verdict is Verdict.MORE:
             if state.scan.expects_continue and not state.continued:
                 state.continued = True
@@ -126,6 +134,8 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
                     state.conn.sock.send(CONTINUE)
                 except OSError:
                     pass
+            if self.budget.must_pause(state, len(state.scan.buffer)):
+                self._pause(state)
             return False
         self._forget(state)
         source = prefetched(state.conn)
@@ -138,11 +148,22 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         del self.reading[state.conn]
         if state.registered:
             self.poller.unregister(state.conn.sock)
+        for resumed in self.budget.release(state, len(state.scan.buffer)):
+            resumed.paused = False
+            self._listen(resumed)
+
+    def _pause(self, state: Reading) -> None:
+        if state.registered:
+            self.poller.unregister(state.conn.sock)
+            state.registered = False
+        state.paused = True
 
     def _drop(self, state: Reading) -> None:
         self._forget(state)
         self.nr_conns -= 1
         state.conn.close()
+        if len(state.scan.buffer) > SMALL_REQUEST:
+            memory.went_idle()  # what an abandoned upload held goes back to the OS
 
     def murder_pending(self) -> None:
         """Besides gthread's own: close connections whose request did not arrive in time."""

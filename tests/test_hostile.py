@@ -310,9 +310,9 @@ def burst(gw: Gateway, pid: int) -> float:
     return peak
 
 
-def settled_rss(pid: int) -> float:
-    """The RSS once the idle trim ran (half a second after the last answer): its low point over 3 s."""
-    low, deadline = rss_mb(pid), time.monotonic() + 3
+def settled_rss(pid: int, seconds: float = 3.0) -> float:
+    """The RSS once the idle trim ran (half a second after the last answer): its low point over `seconds`."""
+    low, deadline = rss_mb(pid), time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.1)
         low = min(low, rss_mb(pid))
@@ -322,7 +322,7 @@ def settled_rss(pid: int) -> float:
 @pytest.mark.slow
 def test_a_workers_rss_goes_back_down_after_each_burst(gateway):
     pid = worker_pid(gateway)
-    idle = rss_mb(pid)
+    idle = settled_rss(pid, 1.0)
     first_peak = burst(gateway, pid)
     warm = settled_rss(pid)  # the pool's new threads keep their stacks: the idle figure from now on
     second_peak = burst(gateway, pid)
@@ -332,6 +332,54 @@ def test_a_workers_rss_goes_back_down_after_each_burst(gateway):
     assert warm < idle + 0.5 * (first_peak - idle), rss  # most of the burst went back
     assert after <= 1.2 * warm, rss  # and a second burst leaves no more behind
 
+
+
+@pytest.mark.slow
+def test_uploads_past_the_read_budget_wait_their_turn_and_are_all_answered(gateway):
+    """24 bodies of 4 MiB at once (96 MiB, the budget is 64): the paused ones resume and get their answers."""
+    padding = b" " * (4 * 1024 * 1024 - 200)  # JSON allows trailing whitespace
+
+    def upload(n: int) -> tuple[int, str]:
+        payload = chat_payload(f"padded {n}") + padding
+        sock = connect(gateway, head(length=len(payload), extra="Connection: close\r\n") + payload)
+        [(status, _, body)] = responses(read_to_close(sock))
+        return status, json.loads(body)["choices"][0]["message"]["content"]
+
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(upload, range(24)))
+    assert answers == [(200, expected_content(f"padded {n}")) for n in range(24)]
+
+
+@pytest.mark.slow
+def test_slow_uploads_hold_no_more_than_the_read_budget(gateway):
+    """64 uploads of a 4 MiB body that never finish: the worker holds about 16 bodies' worth, not 64."""
+    pid, size = worker_pid(gateway), 4 * 1024 * 1024 - 1024
+    before = peak = settled_rss(pid, 1.0)
+    payload = memoryview(b"x" * size)
+    uploads = []
+    try:
+        for _ in range(64):
+            sock = connect(gateway, head(length=size + 1))  # the last byte never comes
+            sock.setblocking(False)
+            uploads.append([sock, 0])
+        deadline = time.monotonic() + READ_TIMEOUT - 0.5
+        while time.monotonic() < deadline:
+            for upload in uploads:
+                try:
+                    upload[1] += upload[0].send(payload[upload[1]:upload[1] + (1 << 20)])
+                except BlockingIOError:
+                    pass
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.01)
+        sent = sum(offset for _, offset in uploads) / 2**20
+    finally:
+        for sock, _ in uploads:
+            sock.close()
+    after = settled_rss(pid)  # closed at the read timeout (the paused ones unread), then trimmed
+    FIGURES["64 slow 4 MiB uploads"] = f"{sent:.0f} MiB sent, worker RSS {before:.0f}, peak {peak:.0f}, after {after:.0f} MB"
+    assert sent > 200, FIGURES  # far more than the budget (16 bodies of 4 MiB) left the client
+    assert peak - before < 160, FIGURES  # without the budget the worker held all of it (+256 MB)
+    assert after < before + 0.25 * (peak - before), FIGURES  # and it went back once they were dropped
 
 
 # -- the pieces, on loopback sockets ------------------------------------------------------------
