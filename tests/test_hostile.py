@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import resource
 import socket
@@ -277,6 +278,10 @@ def test_a_half_closed_client_gets_its_whole_answer(gateway, sandbox, stream):
 # -- memory after a burst ---------------------------------------------------------------------
 
 
+def threads_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
@@ -324,13 +329,16 @@ def test_a_workers_rss_goes_back_down_after_each_burst(gateway):
     pid = worker_pid(gateway)
     idle = settled_rss(pid, 1.0)
     first_peak = burst(gateway, pid)
-    warm = settled_rss(pid)  # the pool's new threads keep their stacks: the idle figure from now on
+    warm, warm_threads = settled_rss(pid), threads_of(pid)  # the pool keeps the threads the burst started
     second_peak = burst(gateway, pid)
-    after = settled_rss(pid)
+    after, threads = settled_rss(pid), threads_of(pid)
     rss = {"idle": idle, "first peak": first_peak, "after it": warm, "second peak": second_peak, "after it ": after}
     FIGURES["worker RSS around two bursts"] = ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
-    assert warm < idle + 0.5 * (first_peak - idle), rss  # most of the burst went back
-    assert after <= 1.2 * warm, rss  # and a second burst leaves no more behind
+    FIGURES["worker RSS around two bursts"] += f" ({warm_threads}, then {threads} threads)"
+    assert warm < idle + 0.5 * (first_peak - idle), FIGURES  # most of the burst went back
+    # A second burst leaves no more behind, but for the stacks of any threads it added
+    # (a quarter of a megabyte each, measured; a busier machine overlaps more requests).
+    assert after <= 1.2 * warm + 0.5 * max(0, threads - warm_threads), FIGURES
 
 
 
