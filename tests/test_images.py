@@ -387,6 +387,18 @@ def test_sandbox_attachments_need_a_bearer_and_a_started_conversation(sandbox):
     assert wrong_type.status_code == 415
 
 
+def test_sandbox_attachments_apply_the_token_check(sandbox):
+    """With check_tokens set, an upload whose token fails it is a 401, as a create's is."""
+    headers = {"Content-Type": "image/png", "Authorization": "Bearer soon-expired"}
+    assert requests.post(f"{sandbox.copilot_url}/c/api/start", json={}, headers=headers, timeout=5).status_code == 200
+    sandbox.check_tokens(lambda token: token != "soon-expired")
+    try:
+        refused_upload = requests.post(f"{sandbox.copilot_url}/c/api/attachments", data=PNG, headers=headers, timeout=5)
+    finally:
+        sandbox.check_tokens(None)
+    assert (refused_upload.status_code, refused_upload.json()) == (401, {"message": "Invalid session"})
+
+
 # -- fetching http(s) URLs (BINGO_FETCH_IMAGES=1) ---------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Copilot's `/c/api/attachments` on the sandbox: image uploads, and answers that show them.
 
 As public clients found the service (protocol note copilot-2026, section 3.11): an
-upload needs a Bearer token (401 without one) and a conversation started with that
+upload needs a Bearer token (401 without one, or when `Sandbox.check_tokens` refuses
+it; an account's rule applies as on a create) and a conversation started with that
 token first (400 before it: there is no chat to bind the image to); the body is the
 raw image with its Content-Type; the reply is `{"url"}`, a relative path. A `send`
 whose image parts name stored attachments is answered as if the model saw them: the
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .accounts import credentials
 from .create import Reply, json_reply
 from .directives import ATTACHMENTS
 from .state import State
@@ -49,6 +51,9 @@ def upload(state: State, headers: Mapping[str, str], body: bytes) -> Reply:
     token = bearer(headers)
     if not token:
         return json_reply({"message": "Unauthorized"}, status=401)
+    refused = state.accounts.refusal(*credentials(headers.items()))  # the account's rules and token check
+    if refused is not None:
+        return Reply(refused.status, refused.body, refused.content_type, refused.headers)
     if not attachments.started(token):
         return json_reply({"message": "No conversation to attach to: start one first."}, status=400)
     content_type = header(headers, "Content-Type").split(";")[0].strip().lower()
