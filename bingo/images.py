@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from .errors import InvalidRequest
 
-MAX_IMAGES = 4  # per request (the Go proxy's limit, which is also OpenAI's low tier)
+MAX_IMAGES = 4  # per request: issue #12, and the Go proxy applies the same (note 3.11)
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MARKER = "[image]"
 _DETAILS = ("auto", "low", "high")
