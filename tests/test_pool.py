@@ -23,6 +23,7 @@ from bingo import create_app
 from bingo.config import ConfigError, Settings
 from bingo.sandbox import Sandbox
 from bingo.sandbox.identity import IdentityServer
+from tests import redis_server
 from tests.conftest import with_settings
 from tests.helpers import read_sse
 from tests.test_images import ONE_PNG
@@ -458,6 +459,35 @@ def test_pool_image_input_without_a_signed_in_account_takes_no_slot(settings, up
         "'messages[0].content[1]' is an image, and Copilot takes images only from a signed-in account")
     assert upstream.requests[before:] == []
     assert [(a["in_flight"], a["last_minute"]) for a in admin(app).get_json()["data"]] == [(0, 0)]
+
+
+# -- the state store ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(redis_server.BINARY is None, reason=redis_server.MISSING)
+def test_pool_state_store_lost_mid_answer_ends_it_cleanly(settings, upstream, accounts_file, caplog):
+    """Redis goes away while an answer streams: the answer ends as usual (its slot's
+    release cannot reach Redis and is left to the lease's expiry), a new request is a
+    503 state_store_unavailable, and once Redis is back requests are served."""
+    prompt = "outlives redis [sandbox:delay=0.1]"
+    with redis_server.running_redis() as redis:
+        app = gateway(settings, accounts_file, cookie_entry("alpha"), redis_url=redis.url)
+        body = {"model": "copilot", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        response = app.test_client().post("/v1/chat/completions", json=body, buffered=False)
+        chunks = iter(response.response)
+        first = next(chunks)
+        redis.stop()
+        text = (first + b"".join(chunks)).decode()
+        response.close()
+        events = read_sse(text)
+        assert events[-1] == "[DONE]"
+        assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"]) == expected(
+            prompt)
+        assert "account 'alpha': the state store is unreachable; its slot frees when the lease expires" in caplog.text
+        down = ask(app, "while redis is down")
+        assert (down.status_code, down.get_json()["error"]["code"]) == (503, "state_store_unavailable")
+        redis.start()
+        assert answer_of(ask(app, "redis is back")) == expected("redis is back")
 
 
 # -- GET /v1/accounts ----------------------------------------------------------------------------

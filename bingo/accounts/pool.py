@@ -32,6 +32,7 @@ from ..errors import (
     AccountsNeedAttention,
     BingoError,
     ClientDisconnected,
+    StateStoreUnavailable,
     UpstreamBlocked,
     UpstreamError,
     UpstreamRejected,
@@ -131,10 +132,16 @@ class AccountPool:
             nap = min(nap * 2, LONGEST_NAP)
 
     def release(self, lease: Lease) -> None:
-        """Give a slot back (callers make sure this happens once per lease)."""
+        """Give a slot back (callers make sure this happens once per lease).
+
+        Never raises: it runs where a turn ends, in `finally` blocks and after the last
+        byte. A store that cannot be reached keeps the lease until its TTL frees it.
+        """
         name = lease.account.name
         try:
             self.store.release(name, lease.lease)
+        except StateStoreUnavailable:
+            log.warning("account %r: the state store is unreachable; its slot frees when the lease expires", name)
         finally:
             with self._freed:
                 self._in_flight[name] = max(0, self._in_flight.get(name, 0) - 1)
