@@ -36,6 +36,7 @@ from .models import Model
 from .tools import ToolChoice
 from .upstream import open_turn
 from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
+from .upstream.pooled import PooledTurn
 from .wire import ChatRequest, Message
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ class TurnRelay:
         if self._images is None:
             self._images = images.load(self._messages, self._model.upstream, image_fetch.fetcher(self._settings))
         self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch, self._images), pool)
+
+    @property
+    def account(self) -> str:
+        """The Copilot account the turn opened on, for the log ("-": none, or the ChatHub)."""
+        return (self._turn.account if isinstance(self._turn, PooledTurn) else "") or "-"
 
     def close(self) -> None:
         """Close the turn (and give its account slot back); safe on every path, any number of times."""
@@ -282,7 +288,7 @@ class Exchange(TurnRelay):
     def _log(self, outcome: str) -> None:
         answer = self._answer
         log.info(
-            "request %s turn model=%r upstream=%s stream=%s outcome=%s finish=%s chars=%d seconds=%.2f",
-            self.request_id, self.chat.model_name, self.chat.model.upstream, self.chat.stream, outcome,
+            "request %s turn model=%r upstream=%s account=%s stream=%s outcome=%s finish=%s chars=%d seconds=%.2f",
+            self.request_id, self.chat.model_name, self.chat.model.upstream, self.account, self.chat.stream, outcome,
             answer.finish_reason, len(answer.text), time.monotonic() - self._started,
         )

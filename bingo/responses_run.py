@@ -88,8 +88,8 @@ class ResponseRun(TurnRelay):
 
     def _log(self, outcome: str) -> None:
         log.info(
-            "request %s response model=%r upstream=%s stream=%s outcome=%s status=%s seconds=%.2f",
-            self.request_id, self.request.model_name, self.request.model.upstream, self.request.stream, outcome,
+            "request %s response model=%r upstream=%s account=%s stream=%s outcome=%s status=%s seconds=%.2f",
+            self.request_id, self.request.model_name, self.request.model.upstream, self.account, self.request.stream, outcome,
             self.body["status"] if self.body else None, time.monotonic() - self._started,
         )
 

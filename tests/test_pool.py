@@ -291,7 +291,8 @@ def test_pool_cool_down_follows_copilots_retry_after(settings, upstream, account
      ("captcha", "needs attention: captcha_required: "), ("unauthorized", "needs attention: upstream_auth_failed: ")],
     ids=["http-429", "error-event", "cloudflare", "http-401"],
 )
-def test_pool_failed_account_is_skipped_and_the_client_gets_the_answer(settings, upstream, accounts_file, rule, state):
+def test_pool_failed_account_is_skipped_and_the_client_gets_the_answer(settings, upstream, accounts_file, rule, state,
+                                                                      caplog):
     app = gateway(settings, accounts_file, cookie_entry("alpha"), cookie_entry("bravo"))
     upstream.account_rule("acct=alpha", rule)
     before = len(served(upstream))
@@ -301,6 +302,8 @@ def test_pool_failed_account_is_skipped_and_the_client_gets_the_answer(settings,
     # alpha was tried once (only a throttle event gets as far as a conversation); bravo served all three.
     since = served(upstream, before)
     assert (since.count("alpha"), since.count("bravo")) == (1 if rule == "throttle-event" else 0, 3)
+    turns = [r.getMessage() for r in caplog.records if " turn model=" in r.getMessage()]
+    assert [re.search(r"account=(\S+)", t).group(1) for t in turns] == ["bravo"] * 3  # the log names who served
     assert in_flight(app) == {"alpha": 0, "bravo": 0}
 
 

@@ -47,6 +47,7 @@ class PooledTurn:
         self._last_token = ""  # the access token the open turn carries, if any
         self._refused_token = ""  # set once a token was refused: the retry refreshes it
         self._retried = False
+        self._opened_on = ""
         self._lock = threading.Lock()
         self._deadline = time.monotonic() + settings.queue_seconds
         try:
@@ -57,9 +58,8 @@ class PooledTurn:
 
     @property
     def account(self) -> str:
-        """The name of the account serving (or about to serve) the turn, "" while queued."""
-        lease = self._lease
-        return lease.account.name if lease is not None else ""
+        """The name of the account the turn opened on ("" while queued), kept after close()."""
+        return self._opened_on
 
     def next(self, wake_at: float) -> Event | None:
         """The next event; None at `wake_at`, also while still queued for an account."""
@@ -110,6 +110,7 @@ class PooledTurn:
             try:
                 adapter = self._adapter.speaking_as(self._identity(self._lease.account))
                 self._turn = open_turn(self._settings, adapter, self._watch)
+                self._opened_on = self._lease.account.name
             except BingoError as exc:
                 self._recover(exc)
         return True
