@@ -13,8 +13,8 @@ import hmac
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import NotFound
 
-from .accounts import Account
-from .accounts.pool import AccountPool, iso
+from .accounts import Account, standing
+from .accounts.pool import AccountPool
 from .accounts.roster import Roster
 from .accounts.tokens import Tokens
 from .errors import AuthenticationFailed
@@ -57,21 +57,12 @@ def _describe(pool: AccountPool, account: Account) -> dict[str, object]:
     return {
         "name": account.name,
         "kind": account.kind,
-        "state": _state(pool, account),
+        "state": standing.describe(standing.current(store, account)),
         "in_flight": usage.in_flight,
         "last_minute": usage.last_minute,
         "last_error": store.last_error(account.name) or None,
-        "token_expires_at": iso(expires_at) if expires_at is not None else None,
+        "token_expires_at": standing.iso(expires_at) if expires_at is not None else None,
     }
-
-
-def _state(pool: AccountPool, account: Account) -> str:
-    health = pool.store.health(account.name)
-    if health is None or (health.state == "attention" and health.fingerprint != account.fingerprint):
-        return "healthy"  # an edited entry no longer needs attention
-    if health.state == "cooling":
-        return f"cooling down until {iso(health.until)}"
-    return f"needs attention: {health.reason}"
 
 
 def register(app: Flask) -> None:

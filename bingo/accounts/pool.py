@@ -8,11 +8,9 @@ the store's atomic take-a-slot makes the limits hold across every process whatev
 each one picks. With no room anywhere the request waits, up to BINGO_QUEUE_SECONDS,
 woken by a release in this process or by polling with backoff (another process's).
 
-What a failure says about an account is recorded here too (`blame`): throttled ->
-cooling down until Copilot's time, else BINGO_COOLDOWN_SECONDS; Cloudflare or
-refused credentials -> needs attention until the account's entry changes (its
-fingerprint). Anonymous accounts have no entry to fix, so they cool down instead.
-Names, never credentials, reach the store, the log and the errors. No Flask here.
+Accounts that rest or wait for the operator (`standing.py`) are skipped, and when
+no account can serve, the errors here say which and until when. Names, never
+credentials, reach the store, the log and the errors. No Flask here.
 """
 from __future__ import annotations
 
@@ -23,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from ..config import Settings
@@ -33,14 +30,10 @@ from ..errors import (
     BingoError,
     ClientDisconnected,
     StateStoreUnavailable,
-    UpstreamBlocked,
-    UpstreamError,
-    UpstreamRejected,
     UpstreamThrottled,
 )
-from ..redact import redact
-from ..state import Health, StateStore
-from . import Account
+from ..state import StateStore
+from . import Account, standing
 
 if TYPE_CHECKING:
     from ..upstream.events import ClientWatch
@@ -50,7 +43,6 @@ log = logging.getLogger(__name__)
 FIRST_NAP = 0.05  # seconds; a queued request's first wait between polls, doubled each time
 LONGEST_NAP = 0.5  # the backoff's cap: how late a queued request may notice another process's release
 LEASE_MARGIN = 30.0  # seconds a lease outlives the longest turn (connect legs, a 401 retry)
-REASON_CHARS = 600  # an upstream message and its advice; failures.py bounds what Copilot said
 
 
 class AccountSource(Protocol):
@@ -171,18 +163,14 @@ class AccountPool:
         return [candidates[i] for i in ranked]
 
     def _usable(self, account: Account, survey: _Survey) -> bool:
-        """Not resting and not waiting for the operator; a changed entry clears attention."""
-        health = self.store.health(account.name)
+        """Not resting and not waiting for the operator (noted in `survey` if it is)."""
+        health = standing.current(self.store, account)
         if health is None:
             return True
         if health.state == "cooling":
             survey.cooling[account.name] = health.until
-            return False
-        if health.fingerprint != account.fingerprint:
-            log.info("account %r: its entry changed, no longer needs attention", account.name)
-            self.store.set_health(account.name, None)
-            return True
-        survey.attention.append(account.name)
+        else:
+            survey.attention.append(account.name)
         return False
 
     def _nap(self, seconds: float, watch: ClientWatch | None) -> None:
@@ -192,34 +180,9 @@ class AccountPool:
         if watch is not None and _left(watch):
             raise ClientDisconnected("The client closed the connection while its request waited for an account.")
 
-    # -- what failures say about accounts ------------------------------------------------
-
     def blame(self, account: Account, exc: BingoError) -> bool:
-        """Record what `exc` says about `account`; True when another account may do better.
-
-        Throttled: cooling down. Cloudflare or refused credentials: needs attention
-        (anonymous accounts: cooling down). Anything else is not the account's doing.
-        """
-        if not isinstance(exc, UpstreamError):
-            return False
-        self.store.note_error(account.name, redact(exc.message)[:REASON_CHARS])
-        if isinstance(exc, UpstreamThrottled):
-            self._rest(account, exc.retry_after if not exc.guessed else self.settings.cooldown_seconds, exc)
-            return True
-        if isinstance(exc, UpstreamBlocked) or not isinstance(exc, UpstreamRejected):
-            return False
-        if account.kind == "anonymous":  # no entry an operator could change
-            self._rest(account, self.settings.cooldown_seconds, exc)
-        else:
-            reason = f"{exc.code}: {redact(exc.message)}"[:REASON_CHARS]
-            self.store.set_health(account.name, Health("attention", reason=reason, fingerprint=account.fingerprint))
-            log.warning("account %r needs attention (%s); requests go to the other accounts", account.name, exc.code)
-        return True
-
-    def _rest(self, account: Account, seconds: float, exc: BingoError) -> None:
-        until = self._clock() + seconds
-        self.store.set_health(account.name, Health("cooling", until=until, reason=f"{exc.code}"))
-        log.warning("account %r: %s; cooling down until %s", account.name, exc.code, iso(until))
+        """Record what `exc` says about `account` (standing.py); True when another may do better."""
+        return standing.blame(self.store, account, exc, self.settings.cooldown_seconds, self._clock)
 
     # -- errors when no account can serve ----------------------------------------------------
 
@@ -269,11 +232,6 @@ class AccountPool:
         if survey.attention:
             exc.message += f" Accounts needing attention: {_listed(survey.attention)}."
         return exc
-
-
-def iso(epoch: float) -> str:
-    """An epoch time as ISO 8601 in UTC, to the second."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _listed(names: Iterable[str]) -> str:
