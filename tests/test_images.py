@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import re
 import ssl
 import subprocess
@@ -34,6 +35,7 @@ from bingo.config import ConfigError, Settings
 from bingo.image_fetch import ImageFetcher, refused
 from bingo.images import MAX_IMAGE_BYTES, FetchFailed, ImageRef, load
 from bingo.sandbox import Sandbox
+from bingo.sandbox.identity import IdentityServer
 from bingo.wire import Message
 from tests.conftest import with_settings
 from tests.helpers import content_of, expected_content, read_sse
@@ -366,6 +368,32 @@ def test_exactly_ten_mib_is_accepted():
     ref = ImageRef(data_url(data), "messages[0].content[0]")
     (loaded,) = load([Message("user", "", images=(ref,))], "copilot", None)
     assert (loaded.mime, len(loaded.data), loaded.param) == ("image/png", MAX_IMAGE_BYTES, "messages[0].content[0]")
+
+
+def test_uploads_carry_the_accounts_refreshed_token(settings, sandbox, tmp_path):
+    """A refresh-token account: each upload's Bearer is the access token the identity
+    service minted for it, and after Copilot refuses an expired one (401 on the
+    start), the refreshed token is the one the retried turn's upload carries."""
+    with IdentityServer() as identity:
+        sandbox.check_tokens(lambda token: identity.account_of(token) is not None)
+        try:
+            accounts = tmp_path / "accounts.jsonl"
+            accounts.write_text(json.dumps({"name": "lima", "refresh_token": identity.issue_refresh_token("lima")}) + "\n")
+            client = create_app(with_settings(settings, copilot_accounts_file=str(accounts), login_url=identity.url)).test_client()
+            tokens = []
+            for when in ("first", "after expiry"):
+                if when == "after expiry":
+                    identity.expire("lima")  # Copilot now refuses the cached token with 401
+                before = len(sandbox.requests)
+                reply = ask(client, [user(image(ONE_PNG), text=when)])
+                assert reply.status_code == 200, reply.get_json()
+                assert reply.get_json()["choices"][0]["message"]["content"] == expected_content(seen(("image/png", PNG), text=when))
+                (upload,) = [r for r in sandbox.requests[before:] if r["path"] == "/c/api/attachments"]
+                tokens.append(upload["headers"]["Authorization"].removeprefix("Bearer "))
+        finally:
+            sandbox.check_tokens(None)
+    assert [identity.account_of(t) for t in tokens] == [None, "lima"]  # the first one expired
+    assert tokens[0] != tokens[1] and identity.refreshes == 2
 
 
 # -- the sandbox's attachments endpoint -----------------------------------------------------
