@@ -202,6 +202,10 @@ class AccountsBusy(BingoError):
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
+        # openai-python waits out a Retry-After of up to 60 s; past that it would retry
+        # within seconds, which cannot help.
+        if self.retry_after > 60:
+            return {"Retry-After": str(self.retry_after), "x-should-retry": "false"}
         return {"Retry-After": str(self.retry_after)}
 
 

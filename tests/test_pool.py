@@ -8,6 +8,7 @@ conversation was created for. Everything is on loopback; every wait is bounded.
 """
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import re
@@ -26,8 +27,8 @@ from bingo.sandbox.identity import IdentityServer
 from tests import redis_server
 from tests.conftest import with_settings
 from tests.helpers import read_sse
-from tests.test_images import ONE_PNG
 from tests.test_copilot import copilot_expected as expected
+from tests.test_images import ONE_PNG
 
 ADMIN_KEY = "adm-POOL-admin-key-5Jx8Qe"
 # Recognisable credentials: the marker (the account's name) is what the sandbox
@@ -256,6 +257,7 @@ def test_pool_throttled_account_cools_down_then_serves_again(settings, upstream,
     before = len(served(upstream))
     resting = ask(app, "while resting")
     assert (resting.status_code, resting.get_json()["error"]["code"]) == (429, "rate_limit_exceeded")
+    assert (resting.headers["Retry-After"], "x-should-retry" in resting.headers) == ("1", False)
     assert "alpha cooling down after Copilot throttled them" in resting.get_json()["error"]["message"]
     assert served(upstream, before) == []  # nothing was sent to a resting account
     time.sleep(1.1)
@@ -278,8 +280,22 @@ def test_pool_cool_down_follows_copilots_retry_after(settings, upstream, account
     upstream.account_rule("acct=alpha", "throttle=40")
     response = ask(app, "throttled with a time")
     assert (response.status_code, response.headers["Retry-After"]) == (429, "40")
+    resting = ask(app, "while it rests")  # the pool's own 429, nothing sent upstream
+    assert (resting.headers["Retry-After"], resting.headers.get("x-should-retry")) in (("40", None), ("39", None))
     until = states(app)["alpha"].removeprefix("cooling down until ")
-    assert 38 <= time.mktime(time.strptime(until, "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime()) <= 41
+    assert 38 <= calendar.timegm(time.strptime(until, "%Y-%m-%dT%H:%M:%SZ")) - time.time() <= 41
+
+
+def test_pool_long_rest_tells_clients_not_to_retry_soon(settings, upstream, accounts_file):
+    """openai-python waits out a Retry-After of up to 60 s and retries sooner past it:
+    a 25-minute rest says x-should-retry: false."""
+    app = gateway(settings, accounts_file, cookie_entry("alpha"), queue_seconds=0.0)
+    upstream.queue_fault("error=too-many-messages")
+    assert ask(app, "throttled, no time said").headers["Retry-After"] == "1500"
+    resting = ask(app, "while resting long")
+    assert resting.status_code == 429
+    assert resting.headers["Retry-After"] in ("1500", "1499")
+    assert resting.headers["x-should-retry"] == "false"
 
 
 # -- failover --------------------------------------------------------------------------------

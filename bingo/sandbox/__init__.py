@@ -10,6 +10,11 @@ in the prompt, or from `Sandbox.queue_fault("NAME[=VALUE]")` (also
 `POST /sandbox/faults`), which the next stage able to take it consumes. The
 full list, with the event shapes, is the docstring of `directives.py`.
 
+Per account (Copilot): `Sandbox.account_rule(marker, rule)` throttles or refuses
+the account whose cookie or token contains `marker`, `check_tokens(check)` refuses
+access tokens with 401, and `served(markers)` says which account each conversation
+was created for (`accounts.py`).
+
 The answer text is `answer_for(prompt)` on both protocols; on the Copilot side
 `copilot_answer_for(prompt)` also says where each appendText ends and after
 which one each citation (and the image) arrives.
