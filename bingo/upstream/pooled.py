@@ -4,11 +4,12 @@ when one fails before anything was handed on, and gives its slot back exactly on
 The turn opens at once when an account has room. Otherwise `next(wake_at)` waits in
 the pool's queue and returns None at `wake_at`, exactly as a quiet upstream does, so
 the relay's one keep-alive clock covers the wait too. A failure before the first
-event (the REST leg, the upgrade, an error event before any text) is blamed on the
-account (`AccountPool.blame`); a refused access token is refreshed and tried once
-more on the same account; throttles, Cloudflare and refused credentials move the
-request to another account, at most MAX_MOVES times. After the first event nothing
-moves: the client has seen part of an answer.
+event the client would see (in the REST leg, the upgrade, an error event before any
+text; a progress note shows nothing) is blamed on the account (`AccountPool.blame`);
+a refused access token is refreshed and tried once more on the same account;
+throttles, Cloudflare and refused credentials move the request to another account,
+at most MAX_MOVES times. After the first event nothing moves: the client has seen
+part of an answer.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ..config import Settings
 from ..errors import BingoError, UpstreamRejected
 from .copilot import CopilotAdapter, Identity, attachments
 from .engine import WebsocketTurn, open_turn
-from .events import Event, Finish, TurnRequest
+from .events import Event, Finish, Progress, TurnRequest
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class PooledTurn:
             except BingoError as exc:
                 self._recover(exc)
                 continue
-            if event is not None:
+            if event is not None and not isinstance(event, Progress):  # progress shows the client nothing
                 self._handed_on = True
             return event
 
