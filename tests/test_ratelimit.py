@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
+import json
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,6 +19,7 @@ from bingo.config import ConfigError, Settings
 from bingo.errors import StateStoreUnavailable
 from bingo.sandbox import Sandbox
 from tests.redis_server import BINARY, MISSING, RedisServer, running_redis
+from tests.test_e2e import API_KEY, Gateway
 
 KEYS = frozenset({"sk-alpha", "sk-beta"})
 AppFactory = Callable[..., FlaskClient]
@@ -138,3 +143,39 @@ def test_key_rpm_setting(raw: str, rpm: int) -> None:
 def test_key_rpm_bad_values_stop_start_up(raw: str) -> None:
     with pytest.raises(ConfigError, match=f"BINGO_KEY_RPM must be a positive whole number, not '{raw}'"):
         Settings.from_env({"BINGO_KEY_RPM": raw})
+
+
+@pytest.mark.e2e
+def test_redis_budget_holds_across_two_gunicorn_workers(redis_server: RedisServer, sandbox: Sandbox,
+                                                        tmp_path: Path) -> None:
+    """The Procfile command with WEB_CONCURRENCY=2: the access log names the worker
+    (its pid) that answered each request. Without REDIS_URL each worker would count
+    its own BINGO_KEY_RPM, so two workers would let twice the budget through."""
+    redis_server.client().flushall()
+    gateway = Gateway(sandbox, tmp_path / "gunicorn.log", extra_args="--access-logformat '%(p)s %(U)s %(s)s'",
+                      WEB_CONCURRENCY="2", REDIS_URL=redis_server.url, BINGO_KEY_RPM="5")
+    try:
+        statuses, workers = [], set()
+        for _ in range(40):  # bounded: new connections until both workers have answered
+            statuses.append(_post_on_a_new_connection(gateway.port))
+            workers = set(re.findall(r"<(\d+)> /v1/chat/completions", gateway.log()))
+            if len(statuses) >= 12 and len(workers) == 2:
+                break
+    finally:
+        gateway.stop()
+    assert len(workers) == 2
+    assert statuses == [200] * 5 + [429] * (len(statuses) - 5)
+
+
+def _post_on_a_new_connection(port: int) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/v1/chat/completions",
+                           json.dumps({"model": "Creative", "messages": [{"role": "user", "content": "hi"}]}),
+                           {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json",
+                            "Connection": "close"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
