@@ -36,6 +36,7 @@ from bingo.image_fetch import ImageFetcher, refused
 from bingo.images import MAX_IMAGE_BYTES, FetchFailed, ImageRef, load
 from bingo.sandbox import Sandbox
 from bingo.sandbox.identity import IdentityServer
+from bingo.sandbox.uploads import KEPT, Attachments
 from bingo.wire import Message
 from tests.conftest import with_settings
 from tests.helpers import content_of, expected_content, read_sse
@@ -425,6 +426,12 @@ def test_sandbox_attachments_apply_the_token_check(sandbox):
     finally:
         sandbox.check_tokens(None)
     assert (refused_upload.status_code, refused_upload.json()) == (401, {"message": "Invalid session"})
+
+
+def test_sandbox_keeps_the_last_uploads_only():
+    store = Attachments()
+    urls = [store.store("image/png", PNG).url for _ in range(KEPT + 1)]
+    assert store.get(urls[0]) is None and store.get(urls[1]) is not None and store.get(urls[-1]).data == PNG
 
 
 # -- fetching http(s) URLs (BINGO_FETCH_IMAGES=1) ---------------------------------------------

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 URL_PREFIX = "/c/api/attachments/"
+KEPT = 256  # uploads kept, the oldest dropped: a long-running demo sandbox stays small
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +23,12 @@ class Attachment:
 
 
 class Attachments:
-    """Uploaded images by URL, and the tokens that have started a conversation."""
+    """Uploaded images by URL (the last KEPT), and the tokens that have started a conversation."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sessions: set[str] = set()  # sha256 of each token that started a conversation
-        self._stored: dict[str, Attachment] = {}
+        self._stored: OrderedDict[str, Attachment] = OrderedDict()
 
     def start(self, token: str) -> None:
         with self._lock:
@@ -40,6 +42,8 @@ class Attachments:
         attachment = Attachment(URL_PREFIX + secrets.token_hex(12), content_type, data)
         with self._lock:
             self._stored[attachment.url] = attachment
+            while len(self._stored) > KEPT:
+                self._stored.popitem(last=False)
         return attachment
 
     def get(self, url: object) -> Attachment | None:
