@@ -12,6 +12,7 @@ cannot parse become OpenAI-shaped JSON with the gateway's CORS headers (error_pa
 from __future__ import annotations
 
 import errno
+import math
 import os
 import resource
 import selectors
@@ -29,6 +30,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from . import memory
 from .config import Settings
 from .error_page import PageCapture, build_error_page
+from .linger import Lingering
 from .prefetch import SMALL_REQUEST, Prefetched, ReadBudget, RequestScan, Verdict
 
 RECV_BYTES = 65536
@@ -65,6 +67,13 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         raise_fd_limit(self.cfg.worker_connections + 64)
         memory.limit_arenas()  # before the pool's threads allocate
         super().init_process()
+
+    def run(self) -> None:
+        self.lingering = Lingering(self.poller, self._lingering_closed)  # the poller exists from here
+        super().run()
+
+    def _lingering_closed(self) -> None:
+        self.nr_conns -= 1
 
     # -- reading requests in the event loop ------------------------------------------
 
@@ -169,6 +178,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         """Besides gthread's own: close connections whose request did not arrive in time."""
         super().murder_pending()
         now = time.monotonic()
+        self.lingering.expire(now)
         while self.reading:
             state = next(iter(self.reading.values()))
             if state.deadline > now:
@@ -182,9 +192,10 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.timed_out, self.timed_out_logged_at = 0, now
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        """Wake up by the first reading deadline, not a second later."""
-        if self.reading:
-            first = next(iter(self.reading.values())).deadline
+        """Wake up by the first reading or lingering deadline, not a second later."""
+        first = min(next(iter(self.reading.values())).deadline if self.reading else math.inf,
+                    self.lingering.first_deadline() or math.inf)
+        if first < math.inf:
             timeout = max(0.0, min(timeout, first - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)
 
@@ -204,9 +215,14 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         return bool(super()._keepalive_after(conn, keepalive))
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
-        """A kept-alive connection with pipelined bytes reads its next request in the loop too."""
+        """A kept-alive connection with pipelined bytes reads its next request in the loop too;
+        one that ends lingers without blocking the loop (linger.py), unless it is TLS."""
+        done = not fs.cancelled() and fs.exception() is None
+        if done and not fs.result() and not self.cfg.is_ssl:
+            self.lingering.add(conn.sock)
+            return None
         source = prefetched(conn)
-        if source is None or fs.cancelled() or fs.exception() is not None or fs.result() is not True:
+        if source is None or not done or fs.result() is not True:
             return super().finish_request(conn, fs)
         pending = conn.parser.unreader.take_buffered() + source.take()
         if not pending:

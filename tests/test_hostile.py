@@ -226,6 +226,33 @@ def test_expect_100_continue_gets_one_interim_response_then_the_answer(gateway):
     assert (status, json.loads(body)["choices"][0]["message"]["content"]) == (200, expected_content("expecting"))
 
 
+def test_clients_that_keep_a_closed_connection_open_do_not_stall_the_others(gateway):
+    """After a `Connection: close` answer the gateway waits up to 2 s for the client's
+    close (so unread bytes do not reset the answer's tail); ten clients that never
+    close must not stall everyone else meanwhile (gunicorn's own wait blocks its loop)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    socks = [connect(gateway, request) for _ in range(10)]
+    try:
+        time.sleep(0.2)
+        began = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            reply = json.loads(response.read())
+        finally:
+            connection.close()
+        assert (response.status, reply) == (200, {"status": "ok"})
+        assert time.monotonic() - began < 0.5
+        # Each got its whole answer, then the gateway's close once the linger ran out.
+        for sock in socks:
+            [(status, _, body)] = responses(read_to_close(sock, timeout=4))
+            assert (status, json.loads(body)) == (200, {"status": "ok"})
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 # -- requests gunicorn cannot parse ---------------------------------------------------------
 
 UNREADABLE = {
