@@ -59,6 +59,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         settings = Settings.from_env(os.environ)
         self.read_timeout = settings.request_read_timeout
         self.body_limit = settings.max_body_bytes
+        self.write_timeout = settings.write_timeout
         self.cors_origin = settings.cors_origin
         self.head_limit = head_limit(self.cfg)
         self.reading: dict[TConn, Reading] = {}  # in deadline order: every deadline is start + read_timeout
@@ -202,10 +203,18 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
     # -- after a request ------------------------------------------------------------
 
     def handle_request(self, req: Any, conn: TConn) -> bool:
+        """Every answer's writes are bounded by BINGO_WRITE_TIMEOUT, not only a completion's
+        (routes.client_watch): a client that pipelines requests and reads nothing holds a thread
+        in a blocked write for that long at most."""
+        conn.sock.settimeout(self.write_timeout)
         source = prefetched(conn)
         if source is not None and source.continued:
             req._expected_100_continue = False  # the loop sent it already; once is enough
-        return bool(super().handle_request(req, conn))
+        try:
+            return bool(super().handle_request(req, conn))
+        except TimeoutError:  # the request was read already: only a write can time out
+            self.log.info("a client stopped reading; its answer was cut after %gs (BINGO_WRITE_TIMEOUT)", self.write_timeout)
+            return False
 
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
         """A request handed over early, or one whose bytes ran past the deadline, ends its connection."""

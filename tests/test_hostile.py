@@ -253,6 +253,41 @@ def test_clients_that_keep_a_closed_connection_open_do_not_stall_the_others(gate
             sock.close()
 
 
+@pytest.mark.slow
+def test_pipelining_clients_that_read_nothing_hold_threads_for_the_write_timeout_only(sandbox_server, tmp_path):
+    """Six connections pipeline thousands of GET /v1/models (7 MB of answers each) and read
+    nothing: the answers' blocked writes are cut after BINGO_WRITE_TIMEOUT, not held for good."""
+    gw = Gateway(sandbox_server, tmp_path / "gunicorn.log", WEB_CONCURRENCY="1", BINGO_THREADS="4",
+                 BINGO_WRITE_TIMEOUT="1")
+    request = f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n\r\n".encode()
+    socks = []
+    try:
+        for _ in range(6):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", gw.port))
+            sock.sendall(request * 6000)  # the gateway reads requests ahead of its answers
+            socks.append(sock)
+        deadline = time.monotonic() + 15  # the writes block once the kernel's buffers are full
+        while gw.log().count("its answer was cut after 1s (BINGO_WRITE_TIMEOUT)") < len(socks):
+            assert time.monotonic() < deadline, "a blocked write was not cut"
+            time.sleep(0.1)
+        began = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+        assert time.monotonic() - began < 1.0
+        assert "Traceback" not in gw.log()
+    finally:
+        for sock in socks:
+            sock.close()
+        gw.stop()
+
+
 # -- requests gunicorn cannot parse ---------------------------------------------------------
 
 UNREADABLE = {
