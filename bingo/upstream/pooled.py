@@ -78,6 +78,7 @@ class PooledTurn:
             return event
 
     def ready(self) -> bool:
+        """True when an event can be had without waiting (never while queued)."""
         turn = self._turn
         return turn is not None and turn.ready()
 
@@ -90,6 +91,7 @@ class PooledTurn:
                 return
 
     def close(self) -> None:
+        """Close the turn and give the slot back, once, whichever path gets here first."""
         with self._lock:
             turn, self._turn = self._turn, None
             lease, self._lease = self._lease, None
