@@ -629,6 +629,8 @@ def test_pool_client_that_leaves_while_queued_opens_nothing(sandbox_server, upst
         held.join(15)
         time.sleep(0.5)
         assert served(upstream, before) == ["alpha"]
+        # It was in the pool's queue when it left (not turned away before it got there).
+        assert "The client closed the connection while its request waited for an account." in gw.log()
         accounts = _raw_get(gw.port, "/v1/accounts", ADMIN_KEY)
         assert [(a["in_flight"], a["last_minute"]) for a in accounts["data"]] == [(0, 1)]
     finally:
