@@ -608,7 +608,8 @@ def _wait_for(condition, seconds: float = 3.0) -> bool:
 @pytest.mark.e2e
 def test_pool_client_that_leaves_while_queued_opens_nothing(sandbox_server, upstream, tmp_path):
     """gunicorn, one account of concurrency 1: a request queued behind a held turn
-    whose client hangs up never creates a conversation, and its slot is never taken."""
+    whose client hangs up never creates a conversation, and its slot is never taken;
+    a stream whose client hangs up mid-answer gives its slot back."""
     from tests.test_e2e import Gateway
 
     path = tmp_path / "accounts.jsonl"
@@ -633,8 +634,28 @@ def test_pool_client_that_leaves_while_queued_opens_nothing(sandbox_server, upst
         assert "The client closed the connection while its request waited for an account." in gw.log()
         accounts = _raw_get(gw.port, "/v1/accounts", ADMIN_KEY)
         assert [(a["in_flight"], a["last_minute"]) for a in accounts["data"]] == [(0, 1)]
+        body = json.dumps({"model": "copilot", "stream": True,
+                           "messages": [{"role": "user", "content": "left mid-answer [sandbox:delay=0.3]"}]}).encode()
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as leaving:
+            leaving.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                            + b"sk-e2e-SECRET-KEY-0123456789\r\nContent-Type: application/json\r\nContent-Length: "
+                            + str(len(body)).encode() + b"\r\n\r\n" + body)
+            assert b'"content":"' in _read_until(leaving, b'"content":"E')  # the answer has begun
+        assert _wait_for(lambda: _raw_get(gw.port, "/v1/accounts", ADMIN_KEY)["data"][0]["in_flight"] == 0)
+        assert upstream.wait_idle(5.0)
     finally:
         gw.stop()
+
+
+def _read_until(sock: socket.socket, marker: bytes, limit: int = 65536) -> bytes:
+    """Bytes from `sock` until `marker` shows (at most `limit` bytes, the socket's timeout each read)."""
+    seen = b""
+    while marker not in seen and len(seen) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def _raw_chat(port: int, prompt: str) -> None:
