@@ -41,6 +41,7 @@ from bingo.wire import Message
 from tests.conftest import with_settings
 from tests.helpers import content_of, expected_content, read_sse
 from tests.test_e2e import API_KEY, Gateway
+from tests.test_reliability import Contract
 
 TOKEN = "image-test-ACCESS-TOKEN-0123456789"
 # A real 1x1 PNG (69 bytes), and the first bytes of the other three formats.
@@ -77,6 +78,12 @@ def seen(*shown: tuple[str, bytes], text: str = QUESTION) -> str:
 
 def refusal(param: str, message: str, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    """The gateway's own /openapi.json, which every body here must satisfy."""
+    return Contract.load()
 
 
 @pytest.fixture()
@@ -332,13 +339,14 @@ TOO_BIG = data_url(PNG + bytes(MAX_IMAGE_BYTES))
     ),
 ], ids=["too-many", "too-big", "svg-is-not-an-image", "bad-base64", "http-fetching-off", "ftp", "not-an-object",
         "bad-detail", "not-a-user-message"])
-def test_refusals_are_exact_400s_that_reach_nothing(signed_in, sandbox, messages, param, message, code):
+def test_refusals_are_exact_400s_that_reach_nothing(signed_in, sandbox, contract, messages, param, message, code):
     client = create_app(with_settings(signed_in, max_body_bytes=16 * 1024 * 1024)).test_client()
     upstream = Upstream(sandbox)
     reply = ask(client, messages)
     assert (reply.status_code, reply.get_json()) == (400, refusal(param, message, code))
     assert reply.headers["x-should-retry"] == "false"
     assert upstream.untouched()
+    contract.check("POST", "/v1/chat/completions", 400, "application/json", reply.get_data())
 
 
 def test_no_signed_in_account_is_a_400_before_any_upstream_call(client, sandbox):
