@@ -75,6 +75,7 @@ class TurnRelay:
         self._pool: AccountPool | None = None
         self._quiet = False  # one-shot: events are taken, not rendered
         self._corrected = False  # the one corrective turn has been opened
+        self._failure: Exception | None = None  # met while taking waiting events; raised next
 
     def open(self, watch: ClientWatch | None, pool: AccountPool | None = None) -> None:
         """Open the upstream turn on an account of `pool`; raises a BingoError before any byte.
@@ -154,13 +155,23 @@ class TurnRelay:
                 self._log(outcome)
 
     def _render_ready(self) -> str:
-        """Render the next event and every one already waiting: one write, not several."""
+        """Render the next event and every one already waiting: one write, not several.
+
+        Waiting frames are read too, so one of them may fail: the events rendered
+        before it are written first, and the failure is raised on the next call.
+        """
+        if self._failure is not None:
+            raise self._failure
         event = self._next(self.clock.due_at)
         if event is None:
             return sse.KEEPALIVE
         parts = [self._render(event)]
         while not self._settled() and self._ready():
-            waiting = self._next(self.clock.due_at)
+            try:
+                waiting = self._next(0.0)  # a wake time already past: only what needs no wait
+            except Exception as exc:  # noqa: BLE001 - raised on the next call
+                self._failure = exc
+                break
             if waiting is not None:
                 parts.append(self._render(waiting))
         return "".join(parts)

@@ -1,6 +1,7 @@
 """HTTPS_PROXY / ALL_PROXY and NO_PROXY apply to both upstream legs (HTTP and websocket)."""
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -8,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from bingo.config import Settings
-from bingo.upstream import open_turn
+from bingo.upstream import open_turn, tls
 from bingo.sandbox import answer_for
 from tests.conftest import with_settings
 from tests.helpers import deltas, read_turn, turn_request
@@ -19,6 +20,7 @@ class LoopbackProxy:
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.credentials: list[str] = []  # each request's Proxy-Authorization ("" if none)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._threads: list[threading.Thread] = []
@@ -46,6 +48,8 @@ class LoopbackProxy:
         line, _, rest = head.partition(b"\r\n")
         method, target, version = line.decode().split(" ")
         self.seen.append(f"{method} {target}")
+        fields = [field.split(b":", 1) for field in rest.partition(b"\r\n\r\n")[0].split(b"\r\n") if b":" in field]
+        self.credentials.append(next((v.strip().decode() for k, v in fields if k.lower() == b"proxy-authorization"), ""))
         if method == "CONNECT":
             host, port = target.rsplit(":", 1)
             upstream = self._connect(host, int(port))
@@ -97,6 +101,7 @@ class LoopbackProxy:
 def proxy():
     server = LoopbackProxy()
     yield server
+    tls.close_idle()  # kept-alive REST connections through the proxy would hold its threads
     server.close()
 
 
@@ -117,3 +122,11 @@ def test_no_proxy_bypasses_it(settings, sandbox, proxy):
     bypassed = with_settings(settings, proxy=proxy.url, no_proxy="localhost,127.0.0.1")
     assert ask(bypassed, "direct") == answer_for("direct")
     assert proxy.seen == []
+
+
+def test_proxy_credentials_from_its_url_go_to_the_proxy_on_both_legs(settings, sandbox, proxy):
+    with_credentials = proxy.url.replace("http://", "http://us%40er:p%3Ass@")
+    proxied = with_settings(settings, proxy=Settings.from_env({"HTTPS_PROXY": with_credentials}).proxy)
+    assert ask(proxied, "with credentials") == answer_for("with credentials")
+    expected = "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    assert proxy.credentials[:2] == [expected, expected]

@@ -6,6 +6,7 @@ client answers over https:// and wss:// from the sandbox (trustme's throw-away C
 """
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 from collections import Counter
@@ -58,7 +59,7 @@ def tls_settings(tls_sandbox, ca_pem) -> Settings:
 def counted(monkeypatch):
     """Counts CA loads and client TLS handshakes on every SSLContext, from a fresh process state."""
     monkeypatch.setattr(tls, "_contexts", {})
-    monkeypatch.setattr(tls, "_sessions", {})
+    monkeypatch.setattr(tls, "_managers", {})
     calls: Counter[str] = Counter()
     for name in ("load_verify_locations", "load_default_certs", "set_default_verify_paths"):
         original = getattr(ssl.SSLContext, name)
@@ -117,7 +118,7 @@ def test_the_answer_over_tls_is_exact(tls_settings):
 
 def test_a_ca_that_does_not_sign_the_upstream_is_refused(tls_settings, tmp_path, monkeypatch):
     monkeypatch.setattr(tls, "_contexts", {})
-    monkeypatch.setattr(tls, "_sessions", {})
+    monkeypatch.setattr(tls, "_managers", {})
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
     with pytest.raises(Exception) as raised:
@@ -147,3 +148,36 @@ def test_the_next_websocket_to_the_same_upstream_resumes_its_tls_session(tls_set
         reused.append(turn._ws.sock.raw.session_reused)
         read_turn(turn)
     assert reused == [False, True, True]
+
+
+def test_a_websocket_that_resumed_the_kept_session_does_not_copy_it_again(tls_settings, counted, monkeypatch):
+    reads = []
+    session = ssl.SSLSocket.session
+
+    def counting(sock):
+        reads.append(sock)
+        return session.fget(sock)
+
+    monkeypatch.setattr(ssl.SSLSocket, "session", property(counting, session.fset))
+    for n in range(4):
+        read_turn(open_turn(tls_settings, turn_request("copilot", f"kept {n}")))
+    # The first websocket's session is read once, at its close; the three that resumed it leave it kept.
+    assert len(reads) == 1
+    assert counted["handshakes"] == 1 + 4
+
+
+@pytest.mark.parametrize("model", ["Creative", "copilot"], ids=["chathub", "copilot"])
+def test_the_rest_call_sends_the_headers_requests_sent_in_its_order(settings, sandbox, model):
+    read_turn(open_turn(with_settings(settings, bing_cookie="_U=abc"), turn_request(model, "headers")))
+    call = sandbox.requests[-1]
+    names = [name for name in call["headers"] if name != "Host"]
+    if model == "Creative":
+        assert names == ["User-Agent", "Accept-Encoding", "Accept", "Connection", "Accept-Language", "Origin",
+                         "Referer", "x-ms-useragent", "Cookie"]
+    else:
+        assert names == ["User-Agent", "Accept-Encoding", "Accept", "Connection", "X-Search-UILang",
+                         "Content-Length", "Content-Type"]
+        body = json.dumps(call["body"]).encode()
+        assert call["headers"]["Content-Length"] == str(len(body))
+    assert call["headers"]["Accept-Encoding"] == "gzip, deflate"
+    assert call["headers"]["Connection"] == "keep-alive"

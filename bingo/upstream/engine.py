@@ -120,8 +120,12 @@ class WebsocketTurn:
         return self._pending.popleft()
 
     def ready(self) -> bool:
-        """True when an event can be had without waiting on the network."""
-        return bool(self._pending)
+        """True when `next` can go on without waiting on the network.
+
+        Events already made, or a whole frame already read (several frames often
+        arrive in one read): the relay then writes them to the client together.
+        """
+        return bool(self._pending) or (not self._done and self._reader.holds_message())
 
     def events(self, tick: float = math.inf) -> Iterator[Event | None]:
         """Every event up to the Finish, with None after each `tick` seconds of quiet."""
@@ -156,7 +160,8 @@ class WebsocketTurn:
             if not text:
                 return
             self._room -= len(text)
-            event = Delta(text)
+            if text is not event.text:
+                event = Delta(text)
         elif isinstance(event, Reasoning):
             event = Reasoning(self._reasoning.feed(event.text))
         elif isinstance(event, Finish):

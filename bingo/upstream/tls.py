@@ -3,37 +3,40 @@
 Loading a CA bundle costs ~20 ms of CPU under the GIL. requests re-loads it into
 every new connection it opens and websocket-client builds a fresh SSLContext per
 socket, so an answer over TLS paid it twice. Here the context is built once (on first
-use) and handed to both libraries, and REST connections are kept alive and reused.
+use) and handed to every connection, and REST connections are kept alive and reused.
 
-One session serves the process, shared by its threads: its urllib3 pool is
-thread-safe, so connections are reused by whichever thread needs one next, and the
-pool stays at the process's peak concurrency instead of one idle socket per thread.
-What makes a shared `requests.Session` unsafe is its cookie jar: here it accepts
-no cookie at all, so nothing one request's upstream sets rides on another's; each
-call sends exactly the headers its caller built and reads Set-Cookie itself.
+The REST leg is one process-wide urllib3 PoolManager per CA file and proxy, shared by
+the threads: its pools are thread-safe, so connections are reused by whichever thread
+needs one next, and a pool stays at the process's peak concurrency instead of one idle
+socket per thread. It has no cookie jar, so nothing one request's upstream sets rides
+on another's; each call sends exactly the headers its caller built and reads
+Set-Cookie itself. requests' Session on top of the same pool cost three times the CPU
+of the call itself (merging settings, runtime Protocol checks, a cookie jar per reply)
+for nothing bingo uses, on the path of every answer.
 """
 from __future__ import annotations
 
-import http.cookiejar
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import make_headers
 
-_lock = threading.RLock()  # a session is built under it, and builds a context
+_lock = threading.RLock()  # a pool manager is built under it, and builds a context
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 _contexts: dict[str, ssl.SSLContext] = {}
-_sessions: dict[str, requests.Session] = {}
+_managers: dict[tuple[str, str], urllib3.PoolManager] = {}
 POOL_SIZE = 8  # idle connections kept per upstream host; more are made and dropped
 
 
-def _once(cache: dict[str, T], key: str, build: Callable[[str], T]) -> T:
+def _once(cache: dict[K, T], key: K, build: Callable[[K], T]) -> T:
     """cache[key], built on first use by exactly one thread."""
     found = cache.get(key)
     if found is None:
@@ -105,53 +108,44 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
-class _Adapter(HTTPAdapter):
-    """An adapter whose connections publish their socket while reading (all of them)
-    and, for TLS, use the one process context."""
+def pool(ca_bundle: str = "", proxy: str = "") -> urllib3.PoolManager:
+    """The process's pooled HTTP client for this CA file and proxy ("" = direct).
 
-    def __init__(self, context: ssl.SSLContext | None = None) -> None:
-        self._context = context
-        super().__init__(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return manager
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        if self._context is None:
-            return super().cert_verify(conn, url, verify, cert)
-        # requests would set `ca_certs` here, making urllib3 load the bundle into the
-        # shared context on every new connection; the context already holds it.
-        conn.cert_reqs = "CERT_REQUIRED"
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
+    Thread-safe and cookie-less; TLS through the one process context, never loading
+    the bundle again; through `proxy`, https:// targets are CONNECT tunnels and
+    http:// ones absolute-URI requests, with Basic credentials from the proxy's URL.
+    """
+    return _once(_managers, (ca_bundle, proxy), _build_pool)
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """Refuses to store any cookie in the shared session's jar."""
+def _build_pool(key: tuple[str, str]) -> urllib3.PoolManager:
+    ca_bundle, proxy = key
+    options: dict[str, Any] = {
+        "num_pools": 4, "maxsize": POOL_SIZE, "retries": False,
+        "ssl_context": client_context(ca_bundle), "cert_reqs": "CERT_REQUIRED",
+    }
+    manager: urllib3.PoolManager
+    if proxy:
+        parts = urlsplit(proxy)
+        headers = None
+        if parts.username:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers = make_headers(proxy_basic_auth=credentials)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+        bare = urlunsplit((parts.scheme, netloc, "", "", ""))
+        manager = urllib3.ProxyManager(bare, proxy_headers=headers, **options)
+    else:
+        manager = urllib3.PoolManager(**options)
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
 
-
-def session(ca_bundle: str = "") -> requests.Session:
-    """The process's pooled session for upstream REST calls (thread-safe, cookie-less)."""
-    return _once(_sessions, ca_bundle, _build_session)
-
-
-def _build_session(ca_bundle: str) -> requests.Session:
-    built = requests.Session()
-    built.trust_env = False  # proxies come from Settings, read in one place
-    built.cookies.set_policy(_NoCookies())
-    built.mount("https://", _Adapter(client_context(ca_bundle)))
-    built.mount("http://", _Adapter())
-    return built
+def close_idle() -> None:
+    """Close every idle pooled connection (the pools stay usable): tests, and tools that
+    need the upstream's sockets gone."""
+    with _lock:
+        for manager in _managers.values():
+            manager.clear()

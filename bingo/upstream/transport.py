@@ -1,49 +1,31 @@
-"""Sockets for both upstreams: HTTP over requests, websockets over websocket-client.
+"""Sockets for both upstreams: HTTP over urllib3's pools, websockets sent by websocket-client.
 
 The only modules that touch the network libraries are this one, `tls.py`,
-`sockets.py` and `frames.py`. Every transport failure is translated here, once, with the cause
+`sockets.py`, `upgrade.py` and `frames.py`. Every transport failure is translated here, once, with the cause
 chained; what an HTTP status means is the failure table's call (`failures.py`).
 Redirects are never followed: the cookie or token must not travel to another origin.
 """
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
-import requests
+import urllib3
 import websocket
-import websocket._handshake
-from websocket._cookiejar import SimpleCookieJar
 
 from ..config import Settings
 from ..errors import UpstreamTimeout, UpstreamUnavailable
 from . import failures, sockets, tls
+from .upgrade import UpgradeRefused, upgrade
 from .watchdog import WATCHDOG, Guard
 
 _REDIRECTS = (301, 302, 303, 307, 308)
-
-
-class _NoCookies(SimpleCookieJar):
-    """websocket-client keeps Set-Cookie from every upgrade in one process-wide jar
-    and sends it on later upgrades to the same host: one user's upstream session
-    would ride on another's request. bingo sends exactly the cookies it means to."""
-
-    def add(self, set_cookie: str | None) -> None:
-        pass
-
-    def set(self, set_cookie: str | None) -> None:
-        pass
-
-    def get(self, host: str) -> str:
-        return ""
-
-
-websocket._handshake.CookieJar = _NoCookies()
 
 
 def proxy_for(settings: Settings, url: str) -> str:
@@ -64,48 +46,93 @@ class Reply:
     cookies: Mapping[str, str]
 
 
+# requests' default headers, in its order, which the caller's replace in place (every
+# caller sets its own User-Agent): the upstream sees the request it saw before.
+DEFAULT_HEADERS = (("User-Agent", ""), ("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*"), ("Connection", "keep-alive"))
+
+
 def http_json(
     settings: Settings, upstream: str, method: str, url: str, headers: Mapping[str, str], what: str,
     body: dict | None = None, *, accept: tuple[int, ...] = (), form: Mapping[str, str] | None = None,
     data: bytes | None = None,
 ) -> Reply:
-    """Make one HTTP call on the process's pooled session and decode its JSON body.
+    """Make one HTTP call on the process's pool and decode its JSON body.
 
     `body` is sent as JSON, `form` as application/x-www-form-urlencoded (OAuth),
     `data` as raw bytes (an attachment upload) with the Content-Type in `headers`.
 
-    A 2xx (or a status in `accept`) comes back as a Reply whose body is None when
-    it is empty or not JSON, for the caller to judge; any other status raises the
-    failure table's error, and transport failures raise UpstreamUnavailable/Timeout.
+    A 2xx or 3xx (or a status in `accept`) comes back as a Reply whose body is None
+    when it is empty or not JSON, for the caller to judge; a redirect or any other
+    status raises the failure table's error, and transport failures raise
+    UpstreamUnavailable/Timeout.
     """
     proxy = proxy_for(settings, url)
+    payload, content_type = _payload(body, form, data)
     reader = threading.get_ident()
-    # requests' timeout bounds each read; the watchdog bounds the reply as a whole.
+    # The timeout bounds each read; the watchdog bounds the reply as a whole.
     guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: tls.reading_socket(reader))
     try:
-        response = tls.session(settings.ca_bundle).request(
-            method, url, headers=dict(headers), json=body, data=form if form is not None else data,
-            allow_redirects=False,
-            proxies={"http": proxy, "https": proxy} if proxy else None,
-            timeout=(settings.connect_timeout, settings.connect_timeout),
+        response = tls.pool(settings.ca_bundle, proxy).urlopen(
+            method, url, body=payload, headers=_request_headers(headers, payload, content_type), redirect=False,
+            retries=False, timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.connect_timeout),
         )
-    except requests.RequestException as exc:
-        if guard.fired or isinstance(exc, requests.Timeout):
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if guard.fired or _timed_out(exc):
             raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
         raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
     finally:
         guard.cancel()
         tls.done_reading()
-    if response.status_code in _REDIRECTS:
+    status = response.status
+    if status in _REDIRECTS:
         raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))
-    if not response.ok and response.status_code not in accept:
-        raise failures.for_status(upstream, response.status_code, what, response.headers.get("Retry-After"))
+    if status >= 400 and status not in accept:
+        raise failures.for_status(upstream, status, what, response.headers.get("Retry-After"))
     try:
-        decoded = response.json() if response.content.strip() else None
+        decoded = json.loads(response.data) if response.data.strip() else None
     except ValueError:
         decoded = None
-    cookies = {name: value or "" for name, value in response.cookies.get_dict().items()}
-    return Reply(response.status_code, response.headers, decoded, cookies)
+    return Reply(status, response.headers, decoded, _cookies(response.headers.getlist("Set-Cookie")))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError is a ConnectTimeoutError too (kept for compatibility):
+    # a refused connection is not a timeout.
+    timeouts = (urllib3.exceptions.TimeoutError, TimeoutError)
+    return isinstance(exc, timeouts) and not isinstance(exc, urllib3.exceptions.NewConnectionError)
+
+
+def _payload(body: dict | None, form: Mapping[str, str] | None, data: bytes | None) -> tuple[bytes | None, str | None]:
+    """The bytes to send and their Content-Type (None: the caller's), as requests made them."""
+    if form is not None:
+        return urlencode(list(form.items()), doseq=True).encode(), "application/x-www-form-urlencoded"
+    if data is not None:
+        return data, None
+    if body is not None:
+        return json.dumps(body, allow_nan=False).encode(), "application/json"
+    return None, None
+
+
+def _request_headers(headers: Mapping[str, str], payload: bytes | None, content_type: str | None) -> dict[str, str]:
+    """requests' defaults, overridden by the caller's names whatever their case, then the body's."""
+    merged = {name.lower(): (name, value) for name, value in DEFAULT_HEADERS}
+    for name, value in headers.items():
+        merged[name.lower()] = (name, value)
+    if payload is not None:
+        merged["content-length"] = ("Content-Length", str(len(payload)))
+        if content_type:
+            merged.setdefault("content-type", ("Content-Type", content_type))
+    return {name: value for name, value in merged.values() if value}
+
+
+def _cookies(set_cookies: list[str]) -> dict[str, str]:
+    """Name and value of every Set-Cookie (attributes aside); a later one wins."""
+    found = {}
+    for header in set_cookies:
+        name, sep, value = header.split(";", 1)[0].partition("=")
+        if sep and name.strip():
+            found[name.strip()] = value.strip()
+    return found
 
 
 def open_websocket(
@@ -114,38 +141,40 @@ def open_websocket(
     """Open a websocket within BINGO_CONNECT_TIMEOUT, as a wall-clock bound.
 
     The connection is opened by `sockets.connect` (buffered, one TLS context, session
-    resumption); websocket-client does the upgrade on it. The socket timeout bounds
+    resumption) and upgraded by `upgrade.upgrade`. The socket timeout bounds
     each read; the watchdog bounds the whole phase, so a 101 trickled a byte at a
     time cannot hold the thread. Refusals, redirects and timeouts become typed errors.
     """
-    # The JSON decoder validates the text anyway; websocket-client's own UTF-8
-    # check is pure Python and costs more than the rest of the relay.
-    # One thread reads and writes each socket (the watchdog only shuts it down), so
-    # websocket-client's per-frame locks buy nothing.
-    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
     holder: list[socket.socket | None] = [None]
     guard = WATCHDOG.arm(time.monotonic() + settings.connect_timeout, lambda: holder[0])
     try:
         sock = sockets.connect(settings, url, proxy_for(settings, url), holder)
-        ws.connect(
-            url, socket=sock, timeout=settings.connect_timeout, redirect_limit=0,
-            # websocket-client sends its own Origin unless given one; two are a 400.
-            origin=headers.get("Origin"),
-            header=[f"{k}: {v}" for k, v in headers.items() if k.lower() != "origin"],
-        )
-    except websocket.WebSocketBadStatusException as exc:
+        upgrade(sock, url, headers)
+    except UpgradeRefused as exc:
         _close_quietly(holder[0])
-        raise failures.for_status(upstream, exc.status_code, what, _header(exc, "retry-after")) from exc
-    except (OSError, websocket.WebSocketException) as exc:
+        if exc.status in _REDIRECTS:
+            raise failures.for_redirect(what, _shown(exc.headers.get("location", ""))) from exc
+        raise failures.for_status(upstream, exc.status, what, exc.headers.get("retry-after")) from exc
+    except (OSError, ValueError) as exc:  # ValueError: sockets.WireError, upgrade.BadUpgrade
         _close_quietly(holder[0])
-        redirect = getattr(ws, "handshake_response", None)
-        if redirect is not None and redirect.status in _REDIRECTS:  # redirect_limit=0 stops there
-            raise failures.for_redirect(what, _shown(redirect.headers.get("location", ""))) from exc
-        if guard.fired or isinstance(exc, (socket.timeout, websocket.WebSocketTimeoutException)):
+        if guard.fired or isinstance(exc, socket.timeout):
             raise UpstreamTimeout(f"{what} did not open within {settings.connect_timeout:g} s (BINGO_CONNECT_TIMEOUT).") from exc
         raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
     finally:
         guard.cancel()
+    return _attach(sock, settings.connect_timeout)
+
+
+def _attach(sock: sockets.BufferedSocket, timeout: float) -> websocket.WebSocket:
+    """A websocket-client WebSocket that writes to the upgraded connection.
+
+    bingo reads frames itself (FrameReader); websocket-client formats and masks what
+    is sent. One thread reads and writes each socket (the watchdog only shuts it
+    down), so its per-frame locks buy nothing.
+    """
+    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
+    ws.sock_opt.timeout = timeout
+    ws.sock, ws.connected = sock, True  # type: ignore[assignment]
     return ws
 
 
@@ -182,11 +211,6 @@ def send_text(ws: websocket.WebSocket, payload: str, what: str) -> None:
         ws.send(payload)
     except (OSError, websocket.WebSocketException) as exc:
         raise UpstreamUnavailable(f"{what} closed while the request was being sent.") from exc
-
-
-def _header(exc: websocket.WebSocketBadStatusException, name: str) -> str | None:
-    headers = getattr(exc, "resp_headers", None) or {}
-    return headers.get(name)
 
 
 def _host(url: str) -> str:

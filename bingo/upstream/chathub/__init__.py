@@ -15,7 +15,7 @@ from ...config import BROWSER_USER_AGENT, Settings
 from ...errors import UpstreamBlocked, UpstreamError, UpstreamProtocolError, UpstreamUnavailable
 from ...prompt import Prompt, fold_messages
 from ..engine import Opening, Step
-from ..events import Event, TurnRequest
+from ..events import TurnRequest
 from ..failures import for_result
 from ..transport import http_json
 from . import signalr
@@ -113,12 +113,9 @@ class ChatHubAdapter:
     def feed(self, message: str) -> Step:
         step = Step()
         for record in self._records.feed(message):
-            if not self.opened:
+            if not self._opened:
                 step.replies += self._on_handshake(record)
-                continue
-            events, done = self._on_record(record, step)
-            step.events += events
-            if done:
+            elif self._on_record(record, step):
                 step.done = True
                 break
         return step
@@ -132,22 +129,25 @@ class ChatHubAdapter:
         invocation = build_invocation(self._conversation, self._request.model, self._prompt, self._settings)
         return [signalr.PING, signalr.encode_record(invocation)]
 
-    def _on_record(self, record: dict, step: Step) -> tuple[list[Event], bool]:
+    def _on_record(self, record: dict, step: Step) -> bool:
+        """Add one record's events and replies to `step`; True when it ends the turn."""
         kind = record.get("type")
         if kind == signalr.INVOCATION and record.get("target") == "update":
             arguments = record.get("arguments")
             first = arguments[0] if isinstance(arguments, list) and arguments else None
-            return self._tracker.on_update(first if isinstance(first, dict) else {}), False
+            step.events += self._tracker.on_update(first if isinstance(first, dict) else {})
+            return False
         if kind == signalr.STREAM_ITEM:
             item = record.get("item")
-            return self._tracker.on_final(item if isinstance(item, dict) else {}), True
+            step.events += self._tracker.on_final(item if isinstance(item, dict) else {})
+            return True
         if kind == signalr.PING_TYPE:
             step.replies += self._answer_ping()
         elif kind == signalr.COMPLETION:
             raise UpstreamError(f"{HUB} completed the call without a result{_said(record)}.")
         elif kind == signalr.CLOSE:
             raise UpstreamUnavailable(f"{HUB} closed the connection{_said(record)}.")
-        return [], False
+        return False
 
     def _answer_ping(self) -> list[str]:
         # Clients echo the hub's pings (EdgeGPT, bingo); a hub that also echoes ours

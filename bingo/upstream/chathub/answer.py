@@ -26,6 +26,7 @@ class AnswerTracker:
         self._filtered = ""  # why the answer ends as content_filter, if it does
         self._sources: tuple[Source, ...] = ()
         self._suggestions: tuple[str, ...] = ()
+        self._raw_extras: tuple[object, object] = (None, None)  # the last update's, as sent
 
     def on_update(self, argument: dict) -> list[Event]:
         """Events for one type-1 `update` argument (it may carry no messages)."""
@@ -110,10 +111,15 @@ class AnswerTracker:
         return self._filter("Bing rewrote its answer mid-stream", "")
 
     def _collect_extras(self, message: dict) -> None:
-        sources = tuple(_sources(message.get("sourceAttributions")))
+        # Every update restates both lists; parse them only when they changed.
+        raw = (message.get("sourceAttributions"), message.get("suggestedResponses"))
+        if raw == self._raw_extras:
+            return
+        self._raw_extras = raw
+        sources = tuple(_sources(raw[0]))
         if sources:
             self._sources = sources
-        suggestions = tuple(_suggestions(message.get("suggestedResponses")))
+        suggestions = tuple(_suggestions(raw[1]))
         if suggestions:
             self._suggestions = suggestions
 

@@ -48,6 +48,8 @@ class RecordBuffer:
         Raises UpstreamProtocolError when a complete record is not a JSON object, or
         when a record grows past MAX_RECORD_CHARS without its separator.
         """
+        if not self._pieces and message.find(RS) == len(message) - 1:
+            return [_decode(message[:-1])] if len(message) > 1 else []  # one whole record: the usual frame
         if RS not in message:
             self._hold(message)
             return []
@@ -72,9 +74,20 @@ class RecordBuffer:
         return bool(self._pieces)
 
 
+# One call per record instead of json.loads' three layers and two regex matches; a
+# record that is not one bare JSON value goes through json.loads, which takes (or
+# refuses) it exactly as before.
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def _decode(piece: str) -> dict:
     try:
-        record = json.loads(piece)
+        record, end = _raw_decode(piece)
+    except ValueError:
+        end = -1
+    try:
+        if end != len(piece):
+            record = json.loads(piece)
     except ValueError:
         raise UpstreamProtocolError("Bing's ChatHub sent a record that is not JSON.") from None
     if not isinstance(record, dict):
