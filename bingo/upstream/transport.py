@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -79,7 +80,7 @@ def http_json(
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if guard.fired or _timed_out(exc):
             raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
-        raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
+        raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({_kind(exc)}).") from exc
     finally:
         guard.cancel()
         tls.done_reading()
@@ -93,6 +94,17 @@ def http_json(
     except ValueError:
         decoded = None
     return Reply(status, response.headers, decoded, _cookies(response.headers.getlist("Set-Cookie")))
+
+
+def _kind(exc: BaseException) -> str:
+    """The failure's name as requests gave it, which error messages have always shown."""
+    if isinstance(exc, urllib3.exceptions.ProxyError):
+        return "ProxyError"
+    if isinstance(exc, (urllib3.exceptions.SSLError, ssl.SSLError)):
+        return "SSLError"
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return "ContentDecodingError"
+    return "ConnectionError"
 
 
 def _timed_out(exc: BaseException) -> bool:
