@@ -2,13 +2,16 @@
 
 End of input is not "gone": a client may shut down its sending side once its request
 is out (a half-close) and still read the whole answer. A reset, or a write that
-fails, is gone. No Flask here: routes.py makes a SocketWatch per request, and the
-upstream turn polls it (upstream/frames.py).
+fails, is gone. Over TLS (gunicorn's own certfile) the raw TCP bytes are peeked and
+end of input is gone: no probe can be written into the TLS stream. No Flask here:
+routes.py makes a SocketWatch per request, and the upstream turn polls it
+(upstream/frames.py).
 """
 from __future__ import annotations
 
 import select
 import socket
+import ssl
 import struct
 
 # An interim response clients must accept unasked (RFC 9110 section 15.2: "A client
@@ -36,7 +39,7 @@ class SocketWatch:
 
     def __init__(self, sock: socket.socket, *, http11: bool) -> None:
         self._sock = sock
-        self._http11 = http11
+        self._probe_ok = http11 and not isinstance(sock, ssl.SSLSocket)  # an interim response may be written
         self._started = False  # the answer's first byte is out: no more probes
         self._probed = False
 
@@ -51,14 +54,15 @@ class SocketWatch:
         if self._hung_up(0.0):
             return True
         try:
-            pending = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            # socket.socket's own recv: an SSLSocket refuses flags (ValueError); the raw bytes are enough here.
+            pending = socket.socket.recv(self._sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except OSError:
             return True
         if pending:
             return False  # a pipelined request, not a close
-        if not self._http11:
+        if not self._probe_ok:
             return True
         if self._started or self._probed:
             return False

@@ -13,12 +13,14 @@ import os
 import re
 import resource
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import trustme
 
 from bingo.prefetch import Prefetched, RequestScan, Verdict
 from bingo.watch import PROBE, SocketWatch
@@ -511,6 +513,34 @@ def test_watch_counts_an_http10_clients_end_of_input_as_gone(tcp_pair):
     client.settimeout(0.1)
     with pytest.raises(TimeoutError):
         client.recv(100)  # no 1xx to an HTTP/1.0 client
+
+
+@pytest.fixture()
+def tls_pair() -> Iterator[tuple[ssl.SSLSocket, ssl.SSLSocket]]:
+    """(server side, client side) of one loopback TLS connection, as gunicorn's certfile serves it."""
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.maximum_version = ssl.TLSVersion.TLSv1_2  # no session tickets left unread after the handshake
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        raw = socket.create_connection(listener.getsockname(), timeout=5)
+        accepted, _ = listener.accept()
+    with ThreadPoolExecutor(1) as pool:
+        handshake = pool.submit(client_context.wrap_socket, raw, server_hostname="127.0.0.1")
+        server = server_context.wrap_socket(accepted, server_side=True)
+        client = handshake.result(5)
+    with server, client:
+        yield server, client
+
+
+def test_watch_over_tls_sees_a_closed_client_as_gone_and_never_probes(tls_pair):
+    server, client = tls_pair
+    assert not SocketWatch(server, http11=True).left()  # a silent client is still there
+    client.close()  # a plain TCP close (FIN): nothing unread on its side, so no reset
+    time.sleep(0.05)
+    assert SocketWatch(server, http11=True).left()  # end of input over TLS: gone, and no probe written
 
 
 SCANS = {
