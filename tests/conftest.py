@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import statistics
+import sys
 
 import pytest
 
@@ -10,6 +13,7 @@ from bingo.config import Settings
 from bingo.sandbox import Sandbox
 from tests.redis_server import redis_server  # noqa: F401  (a session fixture: a real redis-server)
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 
 
@@ -64,3 +68,19 @@ def client(app):
 
 def with_settings(settings: Settings, **changes) -> Settings:
     return dataclasses.replace(settings, **changes)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The figures the slow tests measured (a module's FIGURES dict), for the report:
+    shown after the run rather than by a test that could not fail."""
+    for name, module in sorted(sys.modules.items()):
+        is_test = name.rpartition(".")[2].startswith("test_") and getattr(module, "__file__", "").startswith(HERE)
+        figures = getattr(module, "FIGURES", None) if is_test else None
+        if not isinstance(figures, dict) or not figures:
+            continue
+        terminalreporter.write_sep("-", f"figures measured by {name}")
+        for what, figure in figures.items():
+            if isinstance(figure, list) and figure:
+                figure = (f"n={len(figure)} median={statistics.median(figure) * 1000:.1f} ms "
+                          f"max={max(figure) * 1000:.1f} ms")
+            terminalreporter.write_line(f"{what}: {figure}")

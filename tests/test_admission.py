@@ -31,7 +31,7 @@ from tests.test_e2e import API_KEY, ROOT, Gateway
 
 SLOW = "[sandbox:slow-first=2]"  # the upstream's first frame after 2 s: an answer that holds its thread
 SHORT = "[sandbox:slow-first=0.3]"  # long enough for concurrent answers to overlap
-FIGURES: dict[str, list[float]] = {}  # measured latencies, printed at the end of the module (-s or -rA)
+FIGURES: dict[str, list[float]] = {}  # measured latencies, shown in the terminal summary (conftest.py)
 
 
 # -- the counter ----------------------------------------------------------------------
@@ -399,10 +399,3 @@ def test_a_queued_request_whose_client_left_opens_no_upstream_conversation(sandb
         assert_all_slots_free(gw, 2)
     finally:
         gw.stop()
-
-
-def test_print_the_admission_figures():
-    """The measured latencies, for the report (visible with -s or -rA)."""
-    for what, seconds in FIGURES.items():
-        print(f"{what}: n={len(seconds)} median={statistics.median(seconds) * 1000:.1f} ms "
-              f"max={max(seconds) * 1000:.1f} ms")

@@ -31,7 +31,7 @@ from tests.test_reliability import worker_pid
 READ_TIMEOUT = 2.0  # BINGO_REQUEST_READ_TIMEOUT of the gateway below
 STALLED = 1_000
 SECRET = "sk-hostile-QUERY-SECRET-7731"
-FIGURES: dict[str, str] = {}  # measured figures, printed at the end of the module (-s or -rA)
+FIGURES: dict[str, str] = {}  # measured figures, shown in the terminal summary (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -589,10 +589,3 @@ def test_prefetched_serves_its_bytes_then_the_socket_until_the_deadline(tcp_pair
     began = time.monotonic()
     assert source.recv(4) == b""  # nothing more before the deadline: read as the end of input
     assert source.expired and 0.1 < time.monotonic() - began < 1.0
-
-
-def test_report_figures(capsys):
-    """Print what the slow tests measured (pytest -rA or -s shows it)."""
-    with capsys.disabled():
-        for name, figure in FIGURES.items():
-            print(f"\n{name}: {figure}")
