@@ -13,12 +13,17 @@ import pytest
 from bingo.accounts import Account
 from bingo.accounts.tokens import Tokens, store_key
 from bingo.config import Settings
-from bingo.errors import SignInRequired, UpstreamUnavailable
+from bingo.errors import (
+    SignInRequired,
+    StateStoreUnavailable,
+    UpstreamThrottled,
+    UpstreamUnavailable,
+)
 from bingo.sandbox.identity import IdentityServer, family_of
 from bingo.state import StateStore
 from bingo.state.memory import MemoryStore
 from bingo.state.redis_store import RedisStore, connect
-from tests.redis_server import RedisServer
+from tests.redis_server import BINARY, MISSING, RedisServer, running_redis
 
 GRANT = {
     "client_id": "14638111-3389-403d-b206-a6a71d9f8f16",
@@ -254,3 +259,98 @@ def test_tokens_redis_key_names_hold_no_secret(identity, settings, redis_server,
     assert any(f"alice#{alice.fingerprint}" in key for key in keys)
     for secret in (alice.refresh_token, rotated, token):
         assert secret and not any(secret in key or secret.split(".")[-1] in key for key in keys)
+
+
+# -- the Origin: SPA-issued tokens need it, device-code tokens are refused with it --------------
+
+
+def test_tokens_device_code_token_is_redeemed_without_origin_once_refused_with_it(identity, settings, store, caplog):
+    dora = Account("dora", "refresh", refresh_token=identity.issue_refresh_token("dora", device=True))
+    tokens = Tokens(settings, store)
+    with caplog.at_level(logging.INFO, logger="bingo.accounts"):
+        token = tokens.access_token(dora)
+    assert identity.account_of(token) == "dora"
+    assert [r.headers.get("origin") for r in identity.received] == ["https://copilot.microsoft.com", None]
+    assert [r.form["refresh_token"] for r in identity.received] == [dora.refresh_token] * 2
+    assert caplog.messages[0] == (
+        "account 'dora': the identity service wants its refresh token redeemed without an Origin "
+        "(AADSTS9002326); trying that"
+    )
+    tokens.access_token(dora, force=True)  # remembered: one call, no Origin, the rotated token
+    assert [r.headers.get("origin") for r in identity.received[2:]] == [None]
+    assert identity.refreshes == 2
+
+
+def test_tokens_spa_token_after_a_device_code_token_keeps_its_origin(identity, settings, store, alice):
+    tokens = Tokens(settings, store)
+    dora = Account("dora", "refresh", refresh_token=identity.issue_refresh_token("dora", device=True))
+    tokens.access_token(dora)
+    tokens.access_token(alice)  # remembered per account: alice's exchange still carries the Origin
+    assert [r.headers.get("origin") for r in identity.received] == [
+        "https://copilot.microsoft.com", None, "https://copilot.microsoft.com"]
+
+
+# -- the sign-in service's own trouble: 429 and 5xx ---------------------------------------------
+
+
+@pytest.mark.parametrize(("retry_after", "seconds"), [("7", 7), (None, 60)], ids=["said", "default"])
+def test_tokens_sign_in_service_429_rests_only_as_long_as_it_asked(identity, settings, store, alice, retry_after, seconds):
+    identity.token_faults = [(429, retry_after)]
+    with pytest.raises(UpstreamThrottled) as info:
+        Tokens(settings, store).access_token(alice)
+    assert (info.value.status, info.value.code, info.value.retry_after, info.value.guessed) == (
+        429, "rate_limit_exceeded", seconds, False)
+    assert info.value.message == (
+        "Token refresh for account 'alice': the Microsoft sign-in service (BINGO_LOGIN_URL) answered HTTP 429, "
+        f"too many sign-in requests; the account rests {seconds} s and requests go to the other accounts meanwhile."
+    )
+
+
+def test_tokens_sign_in_service_5xx_is_upstream_unavailable(identity, settings, store, alice):
+    identity.token_faults = [(503, None)]
+    tokens = Tokens(settings, store)
+    with pytest.raises(UpstreamUnavailable) as info:
+        tokens.access_token(alice)
+    assert (info.value.status, info.value.code) == (502, "upstream_unavailable")
+    assert info.value.message == (
+        "Token refresh for account 'alice': the Microsoft sign-in service (BINGO_LOGIN_URL) answered HTTP 503; "
+        "retry later (Copilot and the account are not at fault)."
+    )
+    assert identity.account_of(tokens.access_token(alice)) == "alice"  # not refused: the next try works
+
+
+# -- a rotated refresh token the store could not keep -------------------------------------------
+
+
+def test_tokens_rotation_survives_a_redis_outage_during_the_refresh(identity, settings, alice, caplog):
+    """The old refresh token is void once rotated (single use): a rotated token lost to
+    a Redis blip would lock the account out. The process keeps it and stores it at the
+    account's next use, after Redis is back (empty: it restarted without persistence)."""
+    if BINARY is None:
+        pytest.skip(MISSING)
+    identity.single_use, identity.refresh_delay = True, 0.5
+    with running_redis() as server:
+        store = connect(server.url)
+        tokens = Tokens(settings, store)
+        outage = threading.Timer(0.2, server.stop)  # while the identity service answers
+        outage.start()
+        with caplog.at_level(logging.WARNING, logger="bingo"), pytest.raises(StateStoreUnavailable):
+            tokens.access_token(alice)
+        outage.join()
+        rotated = identity.live_refresh_tokens("alice")
+        assert len(rotated) == 1 and rotated != [alice.refresh_token]
+        assert caplog.messages[0] == (
+            "account 'alice': its rotated refresh token could not be stored; this process keeps it "
+            "and stores it at the account's next use"
+        )
+        server.start()
+        identity.refresh_delay = 0.0
+        token = tokens.access_token(alice)  # the access token it kept; the rotated token is stored now
+        assert identity.account_of(token) == "alice" and identity.refreshes == 1
+        assert [store.refresh_token(store_key(alice))] == rotated
+        other_store = connect(server.url)
+        other = Tokens(settings, other_store)  # another process: redeems the stored rotation
+        assert identity.account_of(other.access_token(alice, force=True)) == "alice"
+        assert identity.received[-1].form["refresh_token"] == rotated[0] and identity.refreshes == 2
+        store.client.close()
+        other_store.client.close()

@@ -21,8 +21,8 @@ from typing import TextIO
 from ..config import ConfigError, Settings
 from ..errors import BingoError
 from ..upstream import transport
+from .exchange import CLIENT_ID, REFUSALS, SCOPE, refusal_reason
 from .roster import DEFAULT_NAME, NAME
-from .tokens import CLIENT_ID, REFUSALS, SCOPE, refusal_reason
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5.0  # seconds between polls when the service names none (RFC 8628 3.2)

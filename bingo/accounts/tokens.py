@@ -5,38 +5,36 @@ thread and process (the state store's lock), with rotated refresh tokens kept.
 Store keys are `name#fingerprint`: an account's name plus a hash of its entry, so an
 operator who signs an account in again (a new refresh token in its entry) starts
 afresh instead of reusing the old entry's rotated token. No secret reaches a key, a
-log line or an error. The exchange is protocol note 3.2: the Copilot web app's
-public client id, the ChatAI scope, and the Origin that SPA-issued tokens need.
+log line or an error. The exchange itself (protocol note 3.2, the Origin) is
+`exchange.py`.
+
+A rotated refresh token that cannot be stored (the store did not answer) may be the
+only one still valid, so the process keeps it, uses it for its next refresh, and
+stores it at the account's next use.
 """
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
 from ..config import Settings
-from ..errors import SignInRequired, UpstreamProtocolError, UpstreamTimeout
+from ..errors import (
+    SignInRequired,
+    StateStoreUnavailable,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
 from ..state import StateStore, Token
-from ..upstream import transport
 from . import Account
+from .exchange import Exchange, refusal_reason
 
 log = logging.getLogger(__name__)
 
-CLIENT_ID = "14638111-3389-403d-b206-a6a71d9f8f16"  # Copilot's consumer web app (public client)
-SCOPE = "140e65af-45d1-4427-bf08-3e7295db6836/ChatAI.ReadWrite openid profile offline_access"
-ORIGIN = "https://copilot.microsoft.com"
-TOKEN_PATH = "/oauth2/v2.0/token"
 REFRESH_EARLY = 300.0  # seconds before expiry that a cached token counts as stale
 LOCK_MARGIN = 5.0  # the refresh lock outlives one exchange (BINGO_CONNECT_TIMEOUT) by this
-# Every 4xx but 429 is the identity service refusing this refresh token (invalid_grant
-# for revoked, expired or rotated-away tokens; interaction_required; ...): only a new
-# sign-in helps. 429 and 5xx stay the failure table's (throttled, unavailable).
-REFUSALS = tuple(status for status in range(400, 500) if status != 429)
-_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
-_AADSTS = re.compile(r"\bAADSTS\d{4,6}\b")
 
 
 def store_key(account: Account) -> str:
@@ -55,8 +53,9 @@ class Tokens:
         self._store = store
         self._early = early
         self._clock = clock
-        self._url = settings.login_url + TOKEN_PATH
+        self._exchange = Exchange(settings)
         self._local: dict[str, Token] = {}  # saves a store round trip per request
+        self._unsaved: dict[str, tuple[str, str]] = {}  # store key -> (redeemed, rotated) not stored yet
         self._refused: dict[str, str] = {}  # store key -> why: no second try until the entry changes
         self._lock_seconds = settings.connect_timeout + LOCK_MARGIN
         self._mutex = threading.Lock()
@@ -76,6 +75,8 @@ class Tokens:
         if account.kind != "refresh":
             return ""
         key = store_key(account)
+        if key in self._unsaved:
+            self._store_rotation(account, key)
         cached = None if force else self._cached(key)
         if cached is not None:
             return cached.value
@@ -121,23 +122,38 @@ class Tokens:
         return token.expires_at - self._early > self._clock()
 
     def _refresh(self, account: Account, key: str) -> Token:
-        refresh_token = self._store.refresh_token(key) or account.refresh_token
+        unsaved = self._unsaved.get(key)
+        refresh_token = unsaved[1] if unsaved else self._store.refresh_token(key) or account.refresh_token
         self._local.pop(key, None)
-        reply = transport.http_json(
-            self._settings, "copilot", "POST", self._url, {"Origin": ORIGIN, "Accept": "application/json"},
-            f"Token refresh for account {account.name!r}", form=refresh_form(refresh_token), accept=REFUSALS,
-        )
+        reply = self._exchange.redeem(account, key, refresh_token)
         body = reply.body if isinstance(reply.body, dict) else {}
         if reply.status >= 400:
             raise self._refuse(account, key, reply.status, body)
         token = self._token_from(account, body)
+        self._local[key] = token
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != refresh_token:
-            self._store.put_refresh_token(key, rotated)
+            self._unsaved[key] = (refresh_token, rotated)
+            self._store_rotation(account, key)
         self._store.put_token(key, token)
-        self._local[key] = token
         log.info("account %r: access token refreshed, valid for %d s", account.name, token.expires_at - self._clock())
         return token
+
+    def _store_rotation(self, account: Account, key: str) -> None:
+        """Store the rotated refresh token this process holds, unless another process
+        stored a newer one meanwhile; a store that does not answer keeps it here."""
+        unsaved = self._unsaved.get(key)  # another thread may have stored it meanwhile
+        if unsaved is None:
+            return
+        redeemed, rotated = unsaved
+        try:
+            if self._store.refresh_token(key) in (None, redeemed):
+                self._store.put_refresh_token(key, rotated)
+        except StateStoreUnavailable:
+            log.warning("account %r: its rotated refresh token could not be stored; this process keeps it "
+                        "and stores it at the account's next use", account.name)
+            return
+        self._unsaved.pop(key, None)
 
     def _token_from(self, account: Account, body: dict) -> Token:
         value, lifetime = body.get("access_token"), body.get("expires_in")
@@ -166,26 +182,6 @@ class Tokens:
         why = self._refused.get(key)
         if why is not None:
             raise _sign_in_required(account, why)
-
-
-def refresh_form(refresh_token: str) -> dict[str, str]:
-    """The refresh-token grant as the Copilot web app's MSAL sends it."""
-    return {
-        "client_id": CLIENT_ID,
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-        "scope": SCOPE,
-        "client_info": "1",
-    }
-
-
-def refusal_reason(status: int, body: dict) -> str:
-    """The OAuth error code (and AADSTS number) of a refusal; nothing else of the body."""
-    error = body.get("error")
-    code = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else f"HTTP {status}"
-    description = body.get("error_description")
-    found = _AADSTS.search(description) if isinstance(description, str) else None
-    return f"{code}, {found.group()}" if found else code
 
 
 def _sign_in_required(account: Account, why: str) -> SignInRequired:

@@ -72,7 +72,11 @@ def _handler_for(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             with server.lock:
                 server.received.append(Received(path, headers, form))
-            if path.endswith("/oauth2/v2.0/token"):
+            extra: dict[str, str] = {}
+            fault = server.token_fault() if path.endswith("/oauth2/v2.0/token") else None
+            if fault is not None:
+                (status, body), extra = fault
+            elif path.endswith("/oauth2/v2.0/token"):
                 status, body = server.token(form, headers)
             elif path.endswith("/oauth2/v2.0/devicecode"):
                 status, body = server.devicecode(form, server.base_url)
@@ -82,6 +86,8 @@ def _handler_for(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in extra.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
 

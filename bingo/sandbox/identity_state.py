@@ -2,6 +2,11 @@
 serves them): refresh tokens and their rotation, access tokens that name their account,
 device codes, and the Azure AD error bodies each refusal gets.
 
+Refresh tokens have a kind, as Azure AD's do: those `issue_refresh_token` gives stand
+for the Copilot web app's (SPA-issued: redeemed only with its Origin), those a
+device-code sign-in yields are not SPA-issued (refused when an Origin comes with
+them); rotation keeps the kind.
+
 Tokens name their account: an access token is `sandbox-at.<family>.<serial>.<random>`
 where the family is the name given to `issue_refresh_token` (kept through rotation),
 so a sandboxed Copilot can tell accounts apart (`family_of`) and ask whether the
@@ -28,6 +33,11 @@ SPA_ORIGIN = (
     "AADSTS9002327: Tokens issued for the 'Single-Page Application' client-type may only be "
     "redeemed via cross-origin requests."
 )
+NOT_SPA_ORIGIN = (
+    "AADSTS9002326: Cross-origin token redemption is permitted only for the 'Single-Page Application' "
+    "client-type. Request origin: '{origin}'."
+)
+TRANSIENT = "AADSTS90033: A transient error has occurred. Please try again."
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -72,24 +82,44 @@ class IdentityState:
     device_family: str = "device-user"  # whose refresh token a device sign-in yields
     slow_down_interval: float | None = None  # sent with slow_down (as GitHub's server does)
     refreshes: int = 0  # refresh grants served successfully
+    token_faults: list[tuple[int, str | None]] = field(default_factory=list)  # (status, Retry-After) for the next token calls
     received: list[Received] = field(default_factory=list)
     polls: list[float] = field(default_factory=list)  # time.monotonic() of each device poll
     lock: threading.RLock = field(default_factory=threading.RLock)
     _refresh: dict[str, str] = field(default_factory=dict)  # live refresh token -> family
+    _device_issued: set[str] = field(default_factory=set)  # refresh tokens not SPA-issued
     _revoked: set[str] = field(default_factory=set)  # families whose refresh tokens are refused
     _access: dict[str, _Minted] = field(default_factory=dict)
     _devices: dict[str, _Device] = field(default_factory=dict)
     _serial: int = 0
 
-    def issue_refresh_token(self, family: str) -> str:
-        """A new refresh token for `family` (an account name: letters, digits, '-', '_')."""
+    def issue_refresh_token(self, family: str, *, device: bool = False) -> str:
+        """A new refresh token for `family` (an account name: letters, digits, '-', '_'):
+        SPA-issued, or with `device` as a device-code sign-in issues it."""
         if not family.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"family must be letters, digits, '-' or '_', not {family!r}")
         with self.lock:
             self._serial += 1
             token = f"{REFRESH_PREFIX}.{family}.{self._serial}.{secrets.token_hex(8)}"
             self._refresh[token] = family
+            if device:
+                self._device_issued.add(token)
             return token
+
+    def token_fault(self) -> tuple[Answer, dict[str, str]] | None:
+        """The next queued failure of the token endpoint (a 429 or 5xx), with its headers."""
+        with self.lock:
+            if not self.token_faults:
+                return None
+            status, retry_after = self.token_faults.pop(0)
+        error = "temporarily_unavailable"
+        return (status, {"error": error, "error_description": TRANSIENT, "error_codes": [90033]}), (
+            {"Retry-After": retry_after} if retry_after is not None else {})
+
+    def live_refresh_tokens(self, family: str) -> list[str]:
+        """The refresh tokens of `family` the server would still redeem, oldest first."""
+        with self.lock:
+            return [token for token, owner in self._refresh.items() if owner == family and family not in self._revoked]
 
     def revoke(self, family: str) -> None:
         """Refuse every refresh token of `family` from now on (invalid_grant)."""
@@ -140,17 +170,22 @@ class IdentityState:
         }
 
     def _refresh_grant(self, form: dict[str, str], headers: dict[str, str]) -> Answer:
-        if headers.get("origin") != COPILOT_ORIGIN:
+        origin, presented = headers.get("origin"), form.get("refresh_token", "")
+        with self.lock:
+            device_issued = presented in self._device_issued
+        if device_issued and origin is not None:
+            return _oauth_error("invalid_request", NOT_SPA_ORIGIN.format(origin=origin))
+        if not device_issued and origin != COPILOT_ORIGIN:
             return _oauth_error("invalid_request", SPA_ORIGIN)
         time.sleep(self.refresh_delay)
         with self.lock:
-            family = self._refresh.get(form.get("refresh_token", ""))
+            family = self._refresh.get(presented)
             if family is None or family in self._revoked:
                 return _oauth_error("invalid_grant", REFUSED_TOKEN)
             if self.single_use:
                 del self._refresh[form["refresh_token"]]
             self.refreshes += 1
-            return 200, self._mint(family)
+            return 200, self._mint(family, device=device_issued)
 
     def _device_grant(self, form: dict[str, str]) -> Answer:
         with self.lock:
@@ -164,7 +199,7 @@ class IdentityState:
             if outcome != "success":
                 return self._poll_refused(outcome)
             device.answered = True
-            return 200, self._mint(self.device_family)
+            return 200, self._mint(self.device_family, device=True)
 
     def _poll_refused(self, outcome: str) -> Answer:
         status, body = _oauth_error(outcome, f"AADSTS70016: {outcome}.")
@@ -172,14 +207,14 @@ class IdentityState:
             body["interval"] = self.slow_down_interval
         return status, body
 
-    def _mint(self, family: str) -> dict[str, Any]:
+    def _mint(self, family: str, *, device: bool) -> dict[str, Any]:
         self._serial += 1
         access = f"{ACCESS_PREFIX}.{family}.{self._serial}.{secrets.token_hex(8)}"
         self._access[access] = _Minted(family, time.time() + self.expires_in)
         return {
             "token_type": "Bearer", "scope": SCOPE.split(" ", 1)[0], "expires_in": self.expires_in,
             "ext_expires_in": self.expires_in, "access_token": access,
-            "refresh_token": self.issue_refresh_token(family),
+            "refresh_token": self.issue_refresh_token(family, device=device),
         }
 
 

@@ -64,6 +64,24 @@ def for_status(upstream: str, status: int, what: str, retry_after: str | None = 
     return UpstreamError(f"{what} answered HTTP {status}: check BINGO_COPILOT_URL.")
 
 
+def for_sign_in(status: int, what: str, retry_after: str | None = None) -> BingoError:
+    """A 429 or 5xx from the Microsoft identity platform (a token refresh): the sign-in
+    service's trouble, not Copilot's. A 429 rests the account only as long as the
+    service asked (else DEFAULT_RETRY_AFTER), never BINGO_COOLDOWN_SECONDS; a 5xx
+    fails this request and says nothing about the account."""
+    if status == 429:
+        seconds = _seconds(retry_after) or DEFAULT_RETRY_AFTER
+        return UpstreamThrottled(
+            f"{what}: the Microsoft sign-in service (BINGO_LOGIN_URL) answered HTTP 429, too many sign-in "
+            f"requests; the account rests {seconds} s and requests go to the other accounts meanwhile.",
+            retry_after=seconds,
+        )
+    return UpstreamUnavailable(
+        f"{what}: the Microsoft sign-in service (BINGO_LOGIN_URL) answered HTTP {status}; retry later "
+        "(Copilot and the account are not at fault)."
+    )
+
+
 # Copilot's image upload (`/c/api/attachments`): what it says about the image itself.
 ATTACHMENT_STATUSES = (413, 415)
 
