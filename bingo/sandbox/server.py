@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -177,6 +178,17 @@ class Sandbox:
     def stats(self) -> dict[str, int]:
         return self._state.stats()
 
+    def live_sockets(self) -> int:
+        """Websockets open whose client has not closed its end: the kernel's view.
+
+        A session notices a client's close on its own thread, moments later (more
+        under load), and `stats()["open"]` counts it until then; a client that
+        closes a socket and then opens another (a gateway giving an account's slot
+        to its next turn) would look like two at once there. Here a socket counts
+        until its client's FIN arrives, which on loopback the kernel delivers
+        during the client's close() itself."""
+        return sum(1 for session in self._state.sessions() if not _peer_closed(session.conn.socket))
+
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """True once no websocket is open; False if `timeout` passes first."""
         deadline = time.monotonic() + timeout
@@ -268,3 +280,14 @@ def _check_loopback(host: str) -> None:
         loopback = False
     if not loopback:
         raise ValueError(f"sandbox host must be a loopback address, not {host!r}")
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True once the peer shut its end (a FIN arrived) or the socket is closed here;
+    polls without reading, so the session's own reads are untouched."""
+    fileno = sock.fileno()
+    if fileno < 0:
+        return True
+    poll = select.poll()
+    poll.register(fileno, select.POLLRDHUP)
+    return any(events & (select.POLLRDHUP | select.POLLHUP | select.POLLNVAL) for _, events in poll.poll(0))

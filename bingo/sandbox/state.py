@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from websockets.sync.server import ServerConnection
 
 from .accounts import AccountRules
 from .faults import FaultQueue
@@ -26,7 +29,9 @@ class Options:
 
 
 class Closable(Protocol):
-    """An open websocket session, as far as stopping the sandbox is concerned."""
+    """An open websocket session, as far as stopping and counting the sandbox is concerned."""
+
+    conn: ServerConnection
 
     def abort(self) -> None: ...
 
