@@ -530,6 +530,19 @@ def test_stats_and_wait_idle_follow_open_sockets(sandbox):
     }
 
 
+def test_live_sockets_drop_as_the_client_closes_before_the_session_notices(sandbox):
+    """The kernel's count: a socket whose client shut it no longer counts, with no
+    wait, however late the session's thread reads the close (stats()["open"] may lag)."""
+    first, second = open_chathub(sandbox), open_chathub(sandbox)
+    assert sandbox.live_sockets() == 2
+    first.send_close()
+    first.shutdown()
+    assert sandbox.live_sockets() == 1
+    second.close()
+    assert sandbox.live_sockets() == 0
+    assert sandbox.wait_idle()
+
+
 def test_sandbox_refuses_non_loopback_hosts():
     with pytest.raises(ValueError):
         Sandbox(host="0.0.0.0")
