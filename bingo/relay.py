@@ -36,7 +36,7 @@ from .models import Model
 from .tools import ToolChoice
 from .upstream import open_turn
 from .upstream.events import ClientWatch, Event, Reasoning, Turn, TurnRequest
-from .upstream.pooled import PooledTurn
+from .upstream.pooled import PooledTurn, candidates
 from .wire import ChatRequest, Message
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class TurnRelay:
         if shutdown.stopping():
             raise ServerShuttingDown("The gateway is restarting; retry the request.")
         if self._images is None:
+            if pool is not None and self._model.upstream == "copilot":
+                candidates(pool, images.sent(self._messages))  # image input without a signed-in account: fetch nothing
             self._images = images.load(self._messages, self._model.upstream, image_fetch.fetcher(self._settings))
         self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch, self._images), pool)
 

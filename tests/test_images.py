@@ -532,6 +532,21 @@ def test_fetched_image_arrives(signed_in, sandbox, image_server):
     assert image_server.hits == ["/cat"]
 
 
+def test_no_signed_in_account_is_a_400_before_any_image_is_fetched(settings, sandbox, image_server):
+    """The pool's check comes first: a URL is fetched only for a request some account can serve."""
+    image_server.routes["/cat.png"] = (200, {"Content-Type": "image/png"}, PNG)
+    fetching = with_settings(settings, fetch_images=True, fetch_images_from_loopback=True)
+    upstream = Upstream(sandbox)
+    reply = ask(create_app(fetching).test_client(), [user(image(ONE_PNG), image(image_server.url("/cat.png")))])
+    assert (reply.status_code, reply.get_json()) == (400, refusal(
+        "messages[0].content[1]",
+        "'messages[0].content[1]' is an image, and Copilot takes images only from a signed-in account; this gateway "
+        "has none. Set COPILOT_ACCESS_TOKEN, COPILOT_REFRESH_TOKEN, or a line with a refresh_token in "
+        "COPILOT_ACCOUNTS_FILE, or send the request without images.",
+    ))
+    assert image_server.hits == [] and upstream.untouched()
+
+
 def fetch_refusal(client, url: str) -> str:
     reply = ask(client, [user(image(url))])
     assert reply.status_code == 400, reply.get_json()

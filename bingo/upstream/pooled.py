@@ -17,12 +17,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ..accounts import Account
 from ..accounts.pool import AccountPool, Lease
 from ..config import Settings
 from ..errors import BingoError, UpstreamRejected
+from ..images import Image, ImageRef
 from .copilot import CopilotAdapter, Identity, attachments
 from .engine import WebsocketTurn, open_turn
 from .events import Event, Finish, Progress, TurnRequest
@@ -40,7 +41,7 @@ class PooledTurn:
         self._pool = pool
         self._adapter = adapter  # built first: a message over the limit is a 400 before any slot
         self._watch = request.watch
-        self._candidates = _candidates(pool, request)
+        self._candidates = candidates(pool, request.images)
         self._tried: list[str] = []
         self._lease: Lease | None = None
         self._turn: WebsocketTurn | None = None
@@ -154,15 +155,18 @@ class PooledTurn:
         self._deadline = time.monotonic() + self._settings.queue_seconds
 
 
-def _candidates(pool: AccountPool, request: TurnRequest) -> list[Account]:
-    """The accounts that may serve this request: signed-in ones only for image input.
+def candidates(pool: AccountPool, images: Sequence[Image | ImageRef]) -> list[Account]:
+    """The accounts that may serve a request: signed-in ones only for image input.
 
-    Raises the 400 of image input without a signed-in account before any slot is taken.
+    Raises the 400 of image input without a signed-in account. The relay asks with
+    the images as the client named them, before any is read (an http(s) image is
+    fetched only for a request some account can serve); the turn asks again with
+    the images read, before any slot is taken.
     """
     accounts = list(pool.roster.accounts())
-    if not request.images:
+    if not images:
         return accounts
     signed_in = [a for a in accounts if a.signed_in]
     if not signed_in:
-        attachments.require_sign_in(request.images, "")
+        attachments.require_sign_in(images, "")
     return signed_in

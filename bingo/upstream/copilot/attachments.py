@@ -14,11 +14,11 @@ Protocol note copilot-2026 section 3.11.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ...config import Settings
 from ...errors import InvalidRequest, UpstreamProtocolError
-from ...images import Image
+from ...images import Image, ImageRef
 from ..failures import ATTACHMENT_STATUSES, for_attachment
 from ..transport import Reply, http_json
 
@@ -28,8 +28,9 @@ SIGN_IN = (
 )
 
 
-def require_sign_in(images: tuple[Image, ...], access_token: str) -> None:
-    """Raises InvalidRequest when there are images to send and no token to send them with."""
+def require_sign_in(images: Sequence[Image | ImageRef], access_token: str) -> None:
+    """Raises InvalidRequest when there are images to send and no token to send them with
+    (the images as read, or as the client named them when nothing is read yet)."""
     if images and not access_token:
         raise InvalidRequest(
             f"'{images[0].param}' is an image, and Copilot takes images only from a signed-in account; "
