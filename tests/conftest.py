@@ -1,7 +1,9 @@
 """Shared fixtures: the local upstream on loopback, settings pointing at it, the app."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import statistics
 import sys
@@ -22,6 +24,36 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests talk to 127.0.0.1 only; a developer's proxy must not intercept them."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+@contextlib.contextmanager
+def _bingo_log_level_kept():
+    logger = logging.getLogger("bingo")
+    level = logger.level
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def bingo_log_level_per_module():
+    """Each test file starts with the `bingo` logger as the session began with it.
+
+    create_app() sets that logger's level from BINGO_LOG_LEVEL (once per process in
+    production); in a test session it would leak into every later test, so a test
+    that checks which lines a module logs (test_accounts' roster tests) would pass or
+    fail by which file ran before it. This one undoes a module-scoped app's setting.
+    """
+    with _bingo_log_level_kept():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def bingo_log_level():
+    """Likewise for an app a test makes for itself."""
+    with _bingo_log_level_kept():
+        yield
 
 
 @pytest.fixture(scope="session")
