@@ -60,6 +60,7 @@ TIGHT = {"BINGO_CONNECT_TIMEOUT": "0.7", "BINGO_IDLE_TIMEOUT": "1", "BINGO_TOTAL
 # Calm timeouts: when a disconnect test sees the upstream socket close, only the
 # client's leaving can have closed it.
 CALM = {"BINGO_CONNECT_TIMEOUT": "10", "BINGO_IDLE_TIMEOUT": "20", "BINGO_TOTAL_TIMEOUT": "60", "BINGO_KEEPALIVE_SECONDS": "0.5"}
+CALM_KEEPALIVE = 0.5  # a stream's 200 goes out this long after the request, unless text comes first
 
 pytestmark = pytest.mark.e2e
 
@@ -550,6 +551,7 @@ def test_truncated_frames_fail_as_documented_and_the_worker_recovers(truncating,
 
 SLOW_FIRST = "[sandbox:slow-first=4]"  # Bing thinks; the gateway commits the 200 after one keep-alive
 SLOW_ANSWER = "[sandbox:updates=40] [sandbox:delay=0.05]"  # 2 s of answer
+SLOW_ANSWER_SECONDS = 2.0
 
 
 def open_raw(gw: Gateway, body: dict, *, cut_body: bool = False) -> socket.socket:
@@ -601,45 +603,62 @@ def stream_body(prompt: str) -> dict:
 Ready = Callable[[], bool] | None  # when given, the client leaves only once this holds
 
 
-def wait_for(ready: Ready, sock: socket.socket, timeout: float = 1.0) -> None:
-    """Wait (bounded) until `ready()`; the gateway must not have answered meanwhile."""
+def wait_for(ready: Ready, sock: socket.socket, asked_at: float, quiet: float, timeout: float = 1.0) -> bool:
+    """Wait (bounded) until `ready()`; True when the gateway has not answered yet.
+
+    The gateway may answer `quiet` seconds after the request (`asked_at` is taken
+    before it was sent): an answer sooner fails the test. On a loaded machine the
+    client may itself wake up later than that; then the answer is no fault of the
+    gateway, and False says this client did not leave before it.
+    """
     deadline = time.monotonic() + timeout
     while ready is not None and not ready():
         assert time.monotonic() < deadline, "the upstream websocket never opened"
         time.sleep(0.01)
-    assert received_so_far(sock) == b"", "the gateway answered before the client left"
+    waited = time.monotonic() - asked_at
+    answered = received_so_far(sock) != b""
+    assert not answered or waited >= quiet, f"the gateway answered within {waited:.2f} s, before the client left"
+    return not answered
 
 
-def leave_mid_request(gw: Gateway, reset: bool, ready: Ready = None) -> None:
+# Each returns whether the client left at its point (False: it woke too late for it).
+def leave_mid_request(gw: Gateway, reset: bool, ready: Ready = None) -> bool:
     sock = open_raw(gw, stream_body(unique("half a body")), cut_body=True)
     time.sleep(0.05)
     leave(sock, b"", reset=reset)
+    return True
 
 
-def leave_before_headers(gw: Gateway, reset: bool, ready: Ready = None) -> None:
+def leave_before_headers(gw: Gateway, reset: bool, ready: Ready = None) -> bool:
+    asked_at = time.monotonic()
     sock = open_raw(gw, stream_body(unique(SLOW_FIRST)))
-    time.sleep(0.15)  # the turn is being opened; the 200 waits for one keep-alive (0.5 s)
-    wait_for(ready, sock)
-    leave(sock, b"", reset=reset)
+    time.sleep(0.15)  # the turn is being opened; the 200 waits for one keep-alive
+    in_time = wait_for(ready, sock, asked_at, CALM_KEEPALIVE)
+    leave(sock, received_so_far(sock), reset=reset)
+    return in_time
 
 
-def leave_after_role_chunk(gw: Gateway, reset: bool, ready: Ready = None) -> None:
+def leave_after_role_chunk(gw: Gateway, reset: bool, ready: Ready = None) -> bool:
     sock = open_raw(gw, stream_body(unique(SLOW_FIRST)))
     received = read_until(sock, lambda data: b'"role":"assistant"' in data)
     leave(sock, received, reset=reset)
+    return True
 
 
-def leave_mid_answer(gw: Gateway, reset: bool, ready: Ready = None) -> None:
+def leave_mid_answer(gw: Gateway, reset: bool, ready: Ready = None) -> bool:
     sock = open_raw(gw, stream_body(unique(SLOW_ANSWER)))
     received = read_until(sock, lambda data: data.count(b'"content":"') >= 3)  # role chunk + two pieces
     leave(sock, received, reset=reset)
+    return True
 
 
-def leave_one_shot_while_collecting(gw: Gateway, reset: bool, ready: Ready = None) -> None:
+def leave_one_shot_while_collecting(gw: Gateway, reset: bool, ready: Ready = None) -> bool:
+    asked_at = time.monotonic()
     sock = open_raw(gw, {**stream_body(unique(SLOW_ANSWER)), "stream": False})
     time.sleep(0.3)  # the answer takes 2 s to collect
-    wait_for(ready, sock)
-    leave(sock, b"", reset=reset)
+    in_time = wait_for(ready, sock, asked_at, SLOW_ANSWER_SECONDS)
+    leave(sock, received_so_far(sock), reset=reset)
+    return in_time
 
 
 DISCONNECT_POINTS = {
@@ -655,11 +674,15 @@ DISCONNECTS: list[str] = []
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 @pytest.mark.parametrize("point", ["before-headers", "after-role-chunk", "mid-answer", "one-shot-collecting"])
 def test_client_leaving_closes_the_upstream_websocket_within_a_second(calm, sandbox, point, reset):
-    assert sandbox.wait_idle(2.0)
-    DISCONNECT_POINTS[point](calm, reset, lambda: sandbox.stats()["open"] > 0)
-    DISCONNECTS.append(point)
-    closed_at = time.monotonic()
-    assert sandbox.wait_idle(1.0), f"upstream websocket still open {time.monotonic() - closed_at:.2f} s after the client left"
+    for _ in range(3):  # a client that woke too late for its point tries again (wait_for)
+        assert sandbox.wait_idle(2.0)
+        in_time = DISCONNECT_POINTS[point](calm, reset, lambda: sandbox.stats()["open"] > 0)
+        DISCONNECTS.append(point)
+        closed_at = time.monotonic()
+        assert sandbox.wait_idle(1.0), f"upstream websocket still open {time.monotonic() - closed_at:.2f} s after the client left"
+        if in_time:
+            break
+    assert in_time, f"the client never left {point}: three times the machine woke it too late"
     assert_worker_healthy(calm)
 
 
@@ -706,6 +729,7 @@ class Usage:
 
 
 LEAK_REPORT: dict[str, object] = {}
+LATE_CLIENTS = [0]  # disconnects that missed their point because the machine was busy
 BATCH = 25  # concurrent disconnects per round
 ROUNDS = 8  # BATCH * ROUNDS = 200
 # gthread's pool starts a thread whenever a request arrives while none is parked, and
@@ -728,10 +752,11 @@ def disconnect_round(gw: Gateway, sandbox: Sandbox, round_no: int) -> None:
     jobs = [(points[(round_no * BATCH + i) % len(points)], (round_no + i) % 2 == 1) for i in range(BATCH)]  # FIN or RST
     with ThreadPoolExecutor(BATCH) as pool:
         futures = [pool.submit(fn, gw, reset) for (_, fn), reset in jobs]
-        for future in futures:
-            future.result(timeout=30)
+        in_time = [future.result(timeout=30) for future in futures]
     if round_no > 0:
         DISCONNECTS.extend(name for (name, _), _ in jobs)
+        # A client woken too late left after the 200 instead: still a disconnect to clean up.
+        LATE_CLIENTS[0] += in_time.count(False)
     assert sandbox.wait_idle(1.0), f"round {round_no}: upstream websockets outlived their clients by over 1 s"
 
 
@@ -765,7 +790,7 @@ def test_200_disconnects_leak_no_thread_fd_or_socket(calm, sandbox):
     after = settled_usage(pid, baseline=before)
     stats = sandbox.stats()
     LEAK_REPORT.update(before=before, after=after, disconnects=BATCH * ROUNDS, seconds=round(seconds, 1),
-                       creates=stats["creates"] - creates)
+                       creates=stats["creates"] - creates, late=LATE_CLIENTS[0])
     assert worker_pid(calm) == pid
     assert stats["open"] == 0
     assert after.busy <= before.busy, f"threads still serving abandoned requests: {before} -> {after}"
