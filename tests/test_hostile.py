@@ -388,8 +388,22 @@ def settled_rss(pid: int, seconds: float = 3.0) -> float:
     return low
 
 
+PER_THREAD_MB = 1.0  # what a pool thread that served a burst's request keeps (measured below)
+
+
+@pytest.fixture()
+def burst_gateway(sandbox_server, tmp_path) -> Iterator[Gateway]:
+    """A worker with the default BINGO_REQUEST_READ_TIMEOUT (10 s): on a loaded 2-core
+    machine the burst's twelve 4 MB bodies, read beside 100 streams, were seen to take
+    over the module gateway's 2 s, which closed them (a reset, not what is measured here)."""
+    gw = Gateway(sandbox_server, tmp_path / "gunicorn.log", WEB_CONCURRENCY="1", BINGO_KEEPALIVE_SECONDS="0.5")
+    yield gw
+    gw.stop()
+
+
 @pytest.mark.slow
-def test_a_workers_rss_goes_back_down_after_each_burst(gateway):
+def test_a_workers_rss_goes_back_down_after_each_burst(burst_gateway):
+    gateway = burst_gateway
     pid = worker_pid(gateway)
     idle = settled_rss(pid, 1.0)
     first_peak = burst(gateway, pid)
@@ -400,9 +414,12 @@ def test_a_workers_rss_goes_back_down_after_each_burst(gateway):
     FIGURES["worker RSS around two bursts"] = ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
     FIGURES["worker RSS around two bursts"] += f" ({warm_threads}, then {threads} threads)"
     assert warm < idle + 0.5 * (first_peak - idle), FIGURES  # most of the burst went back
-    # A second burst leaves no more behind, but for the stacks of any threads it added
-    # (a quarter of a megabyte each, measured; a busier machine overlaps more requests).
-    assert after <= 1.2 * warm + 0.5 * max(0, threads - warm_threads), FIGURES
+    # A second burst leaves no more behind, but for any threads it added (a busier machine
+    # overlaps more requests, so the pool grows): a thread that served a request keeps its
+    # touched stack and its thread state. Runs beside two busy loops left 3-13 MB
+    # behind for 1-14 new threads, about 0.9 MB each; keeping the 12 bodies (48 MB) or
+    # the 100 answers (40 MB) of a burst would still be caught.
+    assert after <= 1.2 * warm + PER_THREAD_MB * max(0, threads - warm_threads), FIGURES
 
 
 
