@@ -4,8 +4,8 @@ RequestScan tells, from the bytes one connection has sent so far, whether they h
 a whole HTTP/1.1 request (head, then a Content-Length or chunked body), incrementally,
 so a request trickled a byte at a time costs no rescans. Prefetched is the source
 gunicorn's parser reads from: those bytes first, then the socket under the same
-deadline. ReadBudget bounds what all requests being read hold together. No gunicorn
-here; worker.py wires them into the event loop.
+deadline. No gunicorn here; worker.py wires them into the event loop, and
+read_budget.py bounds what all requests being read hold together.
 """
 from __future__ import annotations
 
@@ -15,14 +15,10 @@ import select
 import socket
 import string
 import time
-from collections import deque
-from typing import Generic, TypeVar
 
-SMALL_REQUEST = 65536  # a connection holding less reads whatever the budget: health checks, most chats
 MAX_CHUNK_LINE = 4096  # a chunk-size line (with extensions) longer than this is not HTTP
 MAX_TRAILERS = 8192  # trailer fields after the last chunk
 _HEX = frozenset(string.hexdigits.encode())
-Reader = TypeVar("Reader")
 
 
 class Verdict(enum.Enum):
@@ -168,44 +164,3 @@ class Prefetched:
                 return self.sock.recv(size)
         self.expired = True
         return b""
-
-
-class ReadBudget(Generic[Reader]):
-    """The bytes all requests being read may hold together, and who reads on past it.
-
-    Past the limit a connection holding more than SMALL_REQUEST pauses (the kernel's
-    flow control then slows its sender), except one, the favoured, which reads on so
-    that some request always completes and frees its bytes: connections that each hold
-    part of a body could otherwise all pause and wait for each other until their
-    deadlines. The paused resume in order once bytes are freed.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-        self._favoured: Reader | None = None
-        self._paused: deque[Reader] = deque()
-
-    def must_pause(self, reader: Reader, holding: int) -> bool:
-        """Whether `reader`, now holding `holding` bytes of a request not complete yet, pauses."""
-        if self.held <= self.limit or holding <= SMALL_REQUEST or reader is self._favoured:
-            return False
-        if self._favoured is None:
-            self._favoured = reader
-            return False
-        self._paused.append(reader)
-        return True
-
-    def release(self, reader: Reader, holding: int) -> list[Reader]:
-        """`reader` stopped reading (served or closed); the paused readers that may read again."""
-        self.held -= holding
-        if reader is self._favoured:
-            self._favoured = None
-        if reader in self._paused:
-            self._paused.remove(reader)
-        resumed = []
-        while self._paused and (self.held <= self.limit or self._favoured is None):
-            resumed.append(self._paused.popleft())
-            if self.held > self.limit:
-                self._favoured = resumed[-1]
-        return resumed

@@ -5,7 +5,7 @@ then blocks reading the request: 256 clients that send one byte and stop hold al
 256 threads, /healthz included (issue #11). Here the worker's event loop reads each
 request's head and body without blocking, bounded by BINGO_REQUEST_READ_TIMEOUT and
 BINGO_MAX_BODY_BYTES, and only a complete request goes to the pool; a connection
-whose request does not arrive in time is closed. TLS connections (gunicorn's own
+whose request does not arrive in time is closed (loop_reading.py). TLS connections (gunicorn's own
 certfile) and HTTP/2 keep gthread's path. gunicorn's HTML error pages for requests it
 cannot parse become OpenAI-shaped JSON with the gateway's CORS headers (error_page.py).
 """
@@ -15,11 +15,8 @@ import errno
 import math
 import os
 import resource
-import selectors
 import socket
 import time
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from gunicorn.http import get_parser, message
@@ -31,28 +28,12 @@ from . import memory
 from .config import Settings
 from .error_page import PageCapture, build_error_page
 from .linger import Lingering
-from .prefetch import SMALL_REQUEST, Prefetched, ReadBudget, RequestScan, Verdict
-
-RECV_BYTES = 65536
-# The requests one process is reading hold about this many bodies' worth of bytes at most
-# (prefetch.ReadBudget): 64 MiB with the default BINGO_MAX_BODY_BYTES.
-BUDGET_BODIES = 16
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+from .loop_reading import LoopReading, prefetched
+from .prefetch import Prefetched
+from .read_budget import BUDGET_BODIES, ReadBudget, Reading
 
 
-@dataclass(eq=False)
-class Reading:
-    """One connection whose request the event loop is reading."""
-
-    conn: TConn
-    scan: RequestScan
-    deadline: float
-    registered: bool = False  # on the poller
-    paused: bool = False  # off the poller for the memory budget
-    continued: bool = False  # `100 Continue` sent
-
-
-class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
+class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
     """gthread with bounded request reading and JSON error pages."""
 
     def init_process(self) -> None:
@@ -64,7 +45,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.head_limit = head_limit(self.cfg)
         self.reading: dict[TConn, Reading] = {}  # in deadline order: every deadline is start + read_timeout
         self.timed_out, self.timed_out_logged_at = 0, 0.0  # connections closed for time, not logged yet
-        self.budget: ReadBudget[Reading] = ReadBudget(BUDGET_BODIES * self.body_limit)
+        self.budget: ReadBudget[Reading] = ReadBudget(BUDGET_BODIES * self.body_limit)  # read_budget.py
         raise_fd_limit(self.cfg.worker_connections + 64)
         memory.limit_arenas()  # before the pool's threads allocate
         super().init_process()
@@ -104,76 +85,6 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.keepalived_conns.remove(conn)
         self.read_request(conn, b"", readable=True)
         return None
-
-    def read_request(self, conn: TConn, pending: bytes, *, readable: bool) -> None:
-        """Start reading one request; `pending` is what the last one left (pipelining)."""
-        conn.sock.setblocking(False)
-        state = Reading(conn, RequestScan(self.head_limit, self.body_limit), time.monotonic() + self.read_timeout)
-        self.reading[conn] = state
-        if pending and self._advance(state, pending):
-            return
-        if readable:
-            self._on_readable(state)
-        if conn in self.reading and not state.paused:
-            self._listen(state)
-
-    def _listen(self, state: Reading) -> None:
-        state.registered = True
-        self.poller.register(state.conn.sock, selectors.EVENT_READ, partial(self._on_readable, state))
-
-    def _on_readable(self, state: Reading, sock: socket.socket | None = None) -> None:
-        try:
-            data = state.conn.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:  # the client left (or reset) before its request was complete
-            self._drop(state)
-            return
-        self._advance(state, data)
-
-    def _advance(self, state: Reading, data: bytes) -> bool:
-        """Feed the scan; hand the request to the pool once it can be served. True if handed over."""
-        verdict = state.scan.feed(data)
-        self.budget.held += len(data)
-        if verdict is Verdict.MORE:
-            if state.scan.expects_continue and not state.continued:
-                state.continued = True
-                try:  # 25 bytes into an empty send buffer: never partial in practice
-                    state.conn.sock.send(CONTINUE)
-                except OSError:
-                    pass
-            if self.budget.must_pause(state, len(state.scan.buffer)):
-                self._pause(state)
-            return False
-        self._forget(state)
-        source = prefetched(state.conn)
-        assert source is not None
-        source.load(bytes(state.scan.buffer), state.deadline, partial=verdict is Verdict.PARTIAL, continued=state.continued)
-        self.enqueue_req(state.conn)
-        return True
-
-    def _forget(self, state: Reading) -> None:
-        del self.reading[state.conn]
-        if state.registered:
-            self.poller.unregister(state.conn.sock)
-        for resumed in self.budget.release(state, len(state.scan.buffer)):
-            resumed.paused = False
-            self._listen(resumed)
-
-    def _pause(self, state: Reading) -> None:
-        if state.registered:
-            self.poller.unregister(state.conn.sock)
-            state.registered = False
-        state.paused = True
-
-    def _drop(self, state: Reading) -> None:
-        self._forget(state)
-        self.nr_conns -= 1
-        state.conn.close()
-        if len(state.scan.buffer) > SMALL_REQUEST:
-            memory.went_idle()  # what an abandoned upload held goes back to the OS
 
     def murder_pending(self) -> None:
         """Besides gthread's own: close connections whose request did not arrive in time."""
@@ -249,12 +160,6 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             write_nonblock(client, build_error_page(page.status(), self.cors_origin))
         except OSError:
             self.log.debug("Failed to send error message.")
-
-
-def prefetched(conn: TConn) -> Prefetched | None:
-    """The connection's read-ahead source; None on gthread's own path (TLS, HTTP/2)."""
-    source = getattr(getattr(conn.parser, "unreader", None), "sock", None)
-    return source if isinstance(source, Prefetched) else None
 
 
 def head_limit(cfg: Any) -> int:
