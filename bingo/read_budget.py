@@ -84,6 +84,8 @@ class ReadBudget(Generic[Reader]):
         self.held -= holding
         if reader is self._favoured:
             self._favoured = heir
+            if heir is not None and heir in self._paused:
+                self._paused.remove(heir)
         if reader in self._paused:
             self._paused.remove(reader)
         resumed = []
