@@ -166,7 +166,8 @@ def test_anon_cookie_from_start_rides_on_the_upgrade(settings, sandbox, monkeypa
     assert uuid.UUID(upgrade["query"]["clientSessionId"]).version == 4
 
 
-def test_anon_cookie_is_not_kept_between_turns(settings, sandbox, monkeypatch):
+def test_a_turn_outside_the_account_pool_keeps_no_anon_cookie(settings, sandbox, monkeypatch):
+    """The pool keeps an anonymous account's session (tests/test_anon.py); a bare turn has no account."""
     cookies = iter(["first", "second"])
     monkeypatch.setattr(sandbox_create, "anon_cookie", lambda: f"{ANON}={next(cookies)}; Path=/; Secure")
     ask(settings, "one")

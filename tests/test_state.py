@@ -210,6 +210,28 @@ def test_refresh_token_keeps_the_newest(store: StateStore) -> None:
     assert store.refresh_token("b") is None
 
 
+# -- anonymous sessions -----------------------------------------------------------
+def test_anon_session_is_kept_per_account_until_it_expires(store: StateStore) -> None:
+    assert store.anon_session("anon-1#f1") is None
+    store.put_anon_session("anon-1#f1", "cookie-1", ttl=0.4)
+    store.put_anon_session("anon-2#f2", "cookie-2", ttl=60)
+    assert (store.anon_session("anon-1#f1"), store.anon_session("anon-2#f2")) == ("cookie-1", "cookie-2")
+    store.put_anon_session("anon-1#f1", "cookie-1b", ttl=0.4)  # a rotated cookie replaces it
+    assert store.anon_session("anon-1#f1") == "cookie-1b"
+    time.sleep(0.5)
+    assert (store.anon_session("anon-1#f1"), store.anon_session("anon-2#f2")) == (None, "cookie-2")
+
+
+def test_anon_session_is_dropped_only_while_it_is_the_refused_one(store: StateStore) -> None:
+    store.put_anon_session("a#f", "refused", ttl=60)
+    store.drop_anon_session("a#f", "refused")
+    assert store.anon_session("a#f") is None
+    store.drop_anon_session("a#f", "refused")  # nothing kept: nothing happens
+    store.put_anon_session("a#f", "newer", ttl=60)  # another process started afresh meanwhile
+    store.drop_anon_session("a#f", "refused")
+    assert store.anon_session("a#f") == "newer"
+
+
 def test_lock_excludes_other_threads(store: StateStore) -> None:
     holders, most, total = [0], [0], [0]
 
@@ -414,6 +436,7 @@ def test_redis_key_names_hold_no_secret(redis_server: RedisServer, redis_stores:
     store.note_error("alice", "upstream said 403")
     store.put_token("alice", Token(secrets_used[0], expires_at=time.time() + 60))
     store.put_refresh_token("alice", secrets_used[1])
+    store.put_anon_session("anon-1#0123456789abcdef", "anon-cookie-secret", ttl=60)
     with store.lock("refresh:alice", timeout=5.0):
         assert redis_server.client().exists("bingo:lock:refresh:alice")
     store.hit_key("9f86d081884c7d659a2feaa0c55ad015", 10)
@@ -424,6 +447,7 @@ def test_redis_key_names_hold_no_secret(redis_server: RedisServer, redis_stores:
         "bingo:account:alice:refresh",
         "bingo:account:alice:token",
         "bingo:account:alice:turns",
+        "bingo:account:anon-1#0123456789abcdef:anon",
         "bingo:key:9f86d081884c7d659a2feaa0c55ad015:hits",
         "bingo:response:resp_1",
         "bingo:responses",
@@ -436,11 +460,13 @@ def test_redis_keys_expire_with_what_they_hold(redis_server: RedisServer, redis_
     store.take_slot("a", 4, 100, 5.0)
     store.set_health("a", Health("cooling", until=time.time() + 30))
     store.put_token("a", Token("t", expires_at=time.time() + 60))
+    store.put_anon_session("a#f", "c", ttl=86_400)
     store.hit_key("k", 10)
     assert 4_000 < observer.pttl("bingo:account:a:leases") <= 5_000
     assert 0 < observer.pttl("bingo:account:a:turns") <= WINDOW * 1000
     assert 29_000 < observer.pttl("bingo:account:a:health") <= 30_001
     assert 59_000 < observer.pttl("bingo:account:a:token") <= 60_001
+    assert 86_399_000 < observer.pttl("bingo:account:a#f:anon") <= 86_400_000
     assert 0 < observer.pttl("bingo:key:k:hits") <= WINDOW * 1000
 
 

@@ -48,3 +48,9 @@ class Account:
         truncated, so it identifies a version of an entry without revealing it."""
         entry = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(entry.encode()).hexdigest()[:FINGERPRINT_CHARS]
+
+
+def store_key(account: Account) -> str:
+    """Where this version of the account's entry keeps its tokens and its anonymous
+    session in the state store (`name#fingerprint`): never a secret."""
+    return f"{account.name}#{account.fingerprint}"

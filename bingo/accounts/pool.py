@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..state import StateStore
 from . import Account, standing
+from .sessions import AnonSessions
 
 if TYPE_CHECKING:
     from ..upstream.events import ClientWatch
@@ -88,6 +89,7 @@ class AccountPool:
         self.store = store
         self.roster = roster
         self.tokens = tokens
+        self.sessions = AnonSessions(store)  # anonymous accounts' Copilot sessions
         self._clock = clock
         self._lease_seconds = settings.total_timeout + 3 * settings.connect_timeout + LEASE_MARGIN
         self._freed = threading.Condition()

@@ -28,18 +28,13 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..state import StateStore, Token
-from . import Account
+from . import Account, store_key
 from .exchange import Exchange, refusal_reason
 
 log = logging.getLogger(__name__)
 
 REFRESH_EARLY = 300.0  # seconds before expiry that a cached token counts as stale
 LOCK_MARGIN = 5.0  # the refresh lock outlives one exchange (BINGO_CONNECT_TIMEOUT) by this
-
-
-def store_key(account: Account) -> str:
-    """Where this version of the account's entry keeps its tokens: never a secret."""
-    return f"{account.name}#{account.fingerprint}"
 
 
 class Tokens:

@@ -13,7 +13,9 @@ full list, with the event shapes, is the docstring of `directives.py`.
 Per account (Copilot): `Sandbox.account_rule(marker, rule)` throttles or refuses
 the account whose cookie or token contains `marker`, `check_tokens(check)` refuses
 access tokens with 401, and `served(markers)` says which account each conversation
-was created for (`accounts.py`).
+was created for (`accounts.py`). Anonymous users are kept by their
+`__Host-copilot-anon` cookie, and `anon_users()` says which one each start and each
+upgrade was (`anon.py`).
 
 The answer text is `answer_for(prompt)` on both protocols; on the Copilot side
 `copilot_answer_for(prompt)` also says where each appendText ends and after

@@ -105,19 +105,19 @@ def copilot_create(state: State, cookie: str, *, start: bool) -> Reply:
     conversation = state.registry.issue_copilot()
     if not start:
         return json_reply({"id": conversation.id})
-    return json_reply(
-        _start_body(conversation.id, state, blocked=fault == "start-blocked"),
-        headers=(("Set-Cookie", anon_cookie()),),
-    )
+    # The same cookie is the same anonymous user; without one, a new user and its cookie.
+    user, set_cookie = state.anon.start(cookie, anon_cookie, rotate=fault == "anon-rotate")
+    body = _start_body(conversation.id, state, user, blocked=fault == "start-blocked")
+    return json_reply(body, headers=(("Set-Cookie", set_cookie),) if set_cookie else ())
 
 
 def anon_cookie() -> str:
-    """The anonymous session cookie the app presentation gets from /c/api/start."""
+    """A new anonymous session cookie, as /c/api/start sets it (tests replace this)."""
     token = secrets.token_urlsafe(48)
     return f"{ANON_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=None"
 
 
-def _start_body(conversation_id: str, state: State, *, blocked: bool) -> dict[str, Any]:
+def _start_body(conversation_id: str, state: State, user: str, *, blocked: bool) -> dict[str, Any]:
     """Keys in the captured order, plus `isBlocked` (the app clients read it; go)."""
     return {
         "currentConversationId": conversation_id,
@@ -126,7 +126,7 @@ def _start_body(conversation_id: str, state: State, *, blocked: bool) -> dict[st
         "remainingTurns": state.options.max_turns,
         "features": list(START_FEATURES),
         "banExpiresAt": None,
-        "userId": "sandbox-user",
+        "userId": user,
         "inDataUseWaitingPeriod": None,
         "isBlocked": blocked,
     }

@@ -15,7 +15,8 @@ Copilot only (`/c/api/conversations` and `/c/api/start`): create-401
 (`{"message":"Invalid session"}`), create-403 (Cloudflare "Just a moment..."
 HTML, `cf-mitigated: challenge`), create-429 (`Retry-After: 7`),
 create-redirect (302 to http://127.0.0.2:1/elsewhere). `/c/api/start` only:
-start-blocked (the usual 200 with `"isBlocked": true`).
+start-blocked (the usual 200 with `"isBlocked": true`), anon-rotate (the
+same anonymous user, under a new `__Host-copilot-anon` value: `anon.py`).
 
 Stage attachments, Copilot (`/c/api/attachments`): attachment-401
 (`{"message":"Unauthorized"}`), attachment-413 (`{"message":"Payload too large"}`),
@@ -115,7 +116,7 @@ COPILOT_CREATE = frozenset(
     }
 )
 # Only `POST /c/api/start` takes this one; `/c/api/conversations` leaves it queued.
-COPILOT_START = COPILOT_CREATE | {"start-blocked"}
+COPILOT_START = COPILOT_CREATE | {"start-blocked", "anon-rotate"}
 # Stage "connect": consumed by the next Copilot socket, before its `connected`.
 COPILOT_CONNECT = frozenset({"connected-twice", "connected-delay", "no-connected"})
 # Stage "upgrade": consumed by the next websocket upgrade (either protocol).

@@ -160,6 +160,11 @@ class Sandbox:
         """Per Copilot conversation created, in order: the first marker its create carried, or ""."""
         return self._state.accounts.served(markers)
 
+    def anon_users(self) -> dict[str, list[str]]:
+        """The anonymous user of each /c/api/start and each Copilot upgrade, in order:
+        {"starts": [...], "upgrades": [...]}, "anon-N" by cookie ("" for none; `anon.py`)."""
+        return self._state.anon.users()
+
     @property
     def received(self) -> list[list[dict[str, Any]]]:
         """Per websocket connection, every record/event the client sent, decoded."""

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from websockets.sync.server import ServerConnection
 
 from .accounts import AccountRules
+from .anon import AnonUsers
 from .faults import FaultQueue
 from .registry import Registry
 from .uploads import Attachments
@@ -45,6 +46,7 @@ class State:
         self.faults = FaultQueue()
         self.attachments = Attachments()  # Copilot's /c/api/attachments
         self.accounts = AccountRules()  # per-account rules and who each turn was for
+        self.anon = AnonUsers()  # anonymous users by their __Host-copilot-anon cookie
         # websockets' ServerConnection reads `socket_closed` to refuse handshakes
         # that race with shutdown; for us that is "the sandbox is stopping".
         self.socket_closed = threading.Event()

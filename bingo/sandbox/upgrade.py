@@ -88,6 +88,8 @@ def _admit(conn: ServerConnection, request: Request, state: State) -> Response |
     state.record_upgrade(
         {"path": path, "query": query, "headers": dict(request.headers.raw_items())}
     )
+    if path == COPILOT_PATH:  # whose anonymous session it carries, accepted or not
+        state.anon.upgrade(request.headers.get("Cookie", ""))
     fault = state.faults.take(UPGRADE)
     if fault:
         return _refuse(conn, fault[0])

@@ -2,8 +2,8 @@
 
 Account pacing (concurrency leases and a sliding one-minute window), account health
 (cool-downs and "needs attention"), cached access tokens and rotated refresh tokens,
-a cross-process lock for token refresh, per-API-key rate limits, and the Responses
-API's stored responses. `memory.py` keeps them in this process (one process needs
+anonymous accounts' Copilot sessions, a cross-process lock for token refresh,
+per-API-key rate limits, and the Responses API's stored responses. `memory.py` keeps them in this process (one process needs
 nothing else); `redis_store.py` keeps them in Redis when REDIS_URL is set.
 
 This module is the contract; callers never import a backend directly: `create_app`
@@ -103,6 +103,18 @@ class StateStore(Protocol):
         """The newest rotated refresh token, if one was stored."""
 
     def put_refresh_token(self, account: str, value: str) -> None: ...
+
+    # -- anonymous sessions ---------------------------------------------------
+    def anon_session(self, account: str) -> str | None:
+        """The `__Host-copilot-anon` cookie value kept for an anonymous account (keyed
+        by name and entry fingerprint); None when none is kept or it has expired."""
+
+    def put_anon_session(self, account: str, value: str, ttl: float) -> None:
+        """Keep the account's session (replacing any) for `ttl` seconds."""
+
+    def drop_anon_session(self, account: str, value: str) -> None:
+        """Forget the account's session if it is still `value`: one that another
+        process has put since (a fresh or rotated cookie) stays."""
 
     def lock(self, name: str, timeout: float) -> AbstractContextManager[None]:
         """Hold a lock shared by every process for at most `timeout` seconds

@@ -36,6 +36,7 @@ class MemoryStore:
         self._errors: dict[str, str] = {}
         self._tokens: dict[str, Token] = {}
         self._refresh: dict[str, str] = {}
+        self._anon: dict[str, tuple[str, float]] = {}  # key -> (cookie value, monotonic expiry)
         self._locks: dict[str, tuple[str, float]] = {}  # name -> (holder, expiry)
         self._keys: dict[str, deque[float]] = {}
         self._responses: OrderedDict[str, Record] = OrderedDict()
@@ -133,6 +134,24 @@ class MemoryStore:
     def put_refresh_token(self, account: str, value: str) -> None:
         with self._op():
             self._refresh[account] = value
+
+    # -- anonymous sessions ---------------------------------------------------
+    def anon_session(self, account: str) -> str | None:
+        with self._op() as now:
+            value, expiry = self._anon.get(account, ("", 0.0))
+            if expiry <= now:
+                self._anon.pop(account, None)
+                return None
+            return value
+
+    def put_anon_session(self, account: str, value: str, ttl: float) -> None:
+        with self._op() as now:
+            self._anon[account] = (value, now + ttl)
+
+    def drop_anon_session(self, account: str, value: str) -> None:
+        with self._op():
+            if self._anon.get(account, ("", 0.0))[0] == value:
+                del self._anon[account]
 
     @contextmanager
     def lock(self, name: str, timeout: float) -> Iterator[None]:

@@ -130,6 +130,20 @@ class RedisStore:
         with self._call():
             self.client.set(_account(account, "refresh"), value)
 
+    # -- anonymous sessions ---------------------------------------------------
+    def anon_session(self, account: str) -> str | None:
+        with self._call():
+            value = self.client.get(_account(account, "anon"))
+        return None if value is None else str(value)
+
+    def put_anon_session(self, account: str, value: str, ttl: float) -> None:
+        with self._call():
+            self.client.set(_account(account, "anon"), value, px=max(1, round(ttl * 1000)))
+
+    def drop_anon_session(self, account: str, value: str) -> None:
+        with self._call():
+            self._unlock([_account(account, "anon")], [value])  # compare and delete, atomically
+
     @contextmanager
     def lock(self, name: str, timeout: float) -> Iterator[None]:
         key, holder = f"{PREFIX}lock:{name}", secrets.token_hex(8)

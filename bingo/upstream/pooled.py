@@ -10,6 +10,11 @@ a refused access token is refreshed and tried once more on the same account;
 throttles, Cloudflare and refused credentials move the request to another account,
 at most MAX_MOVES times. After the first event nothing moves: the client has seen
 part of an answer.
+
+An anonymous account's turn carries the account's kept Copilot session
+(`accounts/sessions.py`) and keeps the one its start set; a refusal (401, 403,
+`isBlocked`) drops it, and a turn whose kept session was refused tries once more
+on the same account with a new one before the account is blamed.
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ class PooledTurn:
         self._turn: WebsocketTurn | None = None
         self._handed_on = False
         self._last_token = ""  # the access token the open turn carries, if any
+        self._sent_session = ""  # the anonymous session the open turn sent back, if any
+        self._attempt: CopilotAdapter | None = None  # the adapter of the open (or failed) turn
         self._refused_token = ""  # set once a token was refused: the retry refreshes it
         self._retried = False
         self._opened_on = ""
@@ -111,19 +118,34 @@ class PooledTurn:
                 self._lease = self._pool.acquire(remaining, until, self._deadline, self._watch)
                 if self._lease is None:
                     return False
+            account = self._lease.account
             try:
-                adapter = self._adapter.speaking_as(self._identity(self._lease.account))
-                self._turn = open_turn(self._settings, adapter, self._watch)
-                self._opened_on = self._lease.account.name
+                self._attempt = self._adapter.speaking_as(self._identity(account))
+                self._turn = open_turn(self._settings, self._attempt, self._watch)
+                self._opened_on = account.name
             except BingoError as exc:
                 self._recover(exc)
+            else:
+                self._settle_session(account, None)
         return True
 
     def _identity(self, account: Account) -> Identity:
         force = bool(self._refused_token)
         token = self._pool.tokens.access_token(account, force, rejected=self._refused_token)
         self._last_token = token
-        return Identity(account.cookie, account.user_agent or self._settings.copilot_user_agent, token)
+        self._sent_session = self._pool.sessions.current(account)
+        user_agent = account.user_agent or self._settings.copilot_user_agent
+        return Identity(account.cookie, user_agent, token, self._sent_session)
+
+    def _settle_session(self, account: Account, exc: BingoError | None) -> None:
+        """Keep the session the start set, or drop the one Copilot refused."""
+        if isinstance(exc, UpstreamRejected):
+            self._pool.sessions.drop(account, self._sent_session)
+            return
+        given = self._attempt.anon_cookie if self._attempt is not None else ""
+        if given and given != self._sent_session:
+            self._pool.sessions.keep(account, given)
+            self._sent_session = given  # the account's session from now on: kept once
 
     def _recover(self, exc: BingoError) -> None:
         """Retry once after a token refresh, or move to another account; raises `exc`
@@ -135,12 +157,18 @@ class PooledTurn:
         if lease is None:
             raise exc
         account = lease.account
+        self._settle_session(account, exc)
         if self._handed_on:
             self._pool.blame(account, exc)  # the next requests avoid it; this one has begun
             raise exc
         if type(exc) is UpstreamRejected and account.kind == "refresh" and not self._retried:
             log.info("account %r: access token refused; refreshing it and trying once more", account.name)
             self._retried, self._refused_token = True, self._last_token
+            return
+        if isinstance(exc, UpstreamRejected) and self._sent_session and not self._retried:
+            log.info("account %r: Copilot refused its anonymous session (%s); trying once more with a new one",
+                     account.name, exc.code)
+            self._retried = True
             return
         moves = self._pool.blame(account, exc)
         self._lease = None

@@ -6,7 +6,9 @@ per text message. Two presentations of the same API:
 - **app** (the default): what the Android app sends, the path that works from plain
   HTTP stacks in 2026 (gpt4free's default since 2026-08, and the Go and Rust
   proxies): `CopilotNative/…` User-Agent, anonymous `POST /c/api/start`, whose
-  `__Host-copilot-anon` cookie rides on the websocket upgrade; no setOptions.
+  `__Host-copilot-anon` cookie rides on the websocket upgrade; no setOptions. An
+  identity that has such a session sends it back on the start, and stays the same
+  anonymous user (a Set-Cookie on the start replaces it).
 - **web** (an account with a cookie): a browser's session, replayed as that
   browser: `POST /c/api/conversations`, then setOptions and consents before `send`.
 
@@ -54,13 +56,15 @@ class Identity:
     """Who a turn speaks to Copilot as: one account's credentials, never in a repr.
 
     A browser cookie means the web presentation (as that browser); no cookie, the
-    Android app's, with a fresh anonymous session from /c/api/start. An access
-    token (signed in) rides on either.
+    Android app's, with the anonymous session `anon_cookie` (an account's kept
+    `__Host-copilot-anon` value), or a fresh one from /c/api/start when it is "".
+    An access token (signed in) rides on either.
     """
 
     cookie: str = field(default="", repr=False)
     user_agent: str = ""  # "" = the presentation's default
     access_token: str = field(default="", repr=False)
+    anon_cookie: str = field(default="", repr=False)
 
     @property
     def presentation(self) -> str:
@@ -109,13 +113,19 @@ def chat_url(settings: Settings, identity: Identity, session_id: str) -> str:
 
 
 def start_conversation(settings: Settings, identity: Identity) -> tuple[str, str]:
-    """(conversation id, anonymous cookie or "") from the presentation's REST call."""
+    """(conversation id, anonymous cookie or "") from the presentation's REST call.
+
+    The app presentation sends the identity's anonymous session back; the cookie
+    returned is the one the start set (new or rotated), else the one sent.
+    """
     base = settings.copilot_url.rstrip("/")
     headers = rest_headers(settings, identity)
     if identity.presentation == "web":
         reply = http_json(settings, "copilot", "POST", f"{base}/c/api/conversations", headers, CREATE, accept=(404, 405))
         if reply.status not in (404, 405):  # gone on some deployments: /c/api/start then
             return _conversation_id(reply, "id"), ""
+    if identity.presentation == "app" and identity.anon_cookie:
+        headers["Cookie"] = f"{ANON_COOKIE}={identity.anon_cookie}"
     reply = http_json(settings, "copilot", "POST", f"{base}/c/api/start", headers, CREATE, START_BODY)
     if isinstance(reply.body, dict) and reply.body.get("isBlocked") is True:
         raise UpstreamBlocked(
@@ -123,7 +133,8 @@ def start_conversation(settings: Settings, identity: Identity) -> tuple[str, str
             "anonymous chat to this IP address or region. Use a proxy in a supported region "
             "(HTTPS_PROXY), or a signed-in account (COPILOT_ACCESS_TOKEN)."
         )
-    return _conversation_id(reply, "currentConversationId"), reply.cookies.get(ANON_COOKIE, "")
+    anon_cookie = reply.cookies.get(ANON_COOKIE) or (identity.anon_cookie if identity.presentation == "app" else "")
+    return _conversation_id(reply, "currentConversationId"), anon_cookie
 
 
 def _conversation_id(reply: Reply, key: str) -> str:
@@ -166,12 +177,18 @@ class CopilotAdapter:
         self._text = transcript(request.messages, settings.copilot_max_chars)
         self._images = request.images
         self._tracker: CopilotTracker | None = None
+        self._anon_cookie = ""
 
     def speaking_as(self, identity: Identity) -> CopilotAdapter:
         """A fresh adapter for the same question, with another account's credentials."""
         fresh = copy.copy(self)
-        fresh._identity, fresh._tracker = identity, None
+        fresh._identity, fresh._tracker, fresh._anon_cookie = identity, None, ""
         return fresh
+
+    @property
+    def anon_cookie(self) -> str:
+        """The anonymous session this turn's start gave or kept ("" before it, or none)."""
+        return self._anon_cookie
 
     @property
     def opened(self) -> bool:
@@ -180,6 +197,7 @@ class CopilotAdapter:
     def create(self) -> Opening:
         attachments.require_sign_in(self._images, self._identity.access_token)  # before any upstream call
         conversation_id, anon_cookie = start_conversation(self._settings, self._identity)
+        self._anon_cookie = anon_cookie
         images = attachments.upload(
             self._settings, self._images, self._identity.access_token, rest_headers(self._settings, self._identity),
             upgrade_headers(self._identity, anon_cookie).get("Cookie", ""),
