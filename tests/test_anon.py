@@ -198,3 +198,15 @@ def test_the_upstream_knows_an_anonymous_user_by_the_cookie_its_start_set(upstre
     assert other.headers["Set-Cookie"].startswith(f"{ANON}={cookies[1]};")
     users = [reply.json()["userId"] for reply in (first, again, other)]
     assert users[0] == users[1] != users[2] and all(user.startswith("anon-") for user in users)
+
+
+def test_a_session_refused_in_the_turn_that_got_it_is_dropped_without_a_retry(settings, accounts_file, upstream, cookies):
+    """Only a kept session may be stale; a new one refused mid-turn is the account's failure."""
+    app = gateway(settings, accounts_file, ONE, cooldown_seconds=0.01)
+    seen = Seen(upstream)
+    upstream.queue_fault("cloudflare")  # a Cloudflare challenge event on the socket
+    refused = ask(app, "one")
+    assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "captcha_required"
+    served(app, "two")
+    assert seen.start_cookies() == [None, None]
+    assert seen.upgrade_cookies() == [f"{ANON}={cookies[0]}", f"{ANON}={cookies[1]}"]

@@ -52,7 +52,8 @@ class PooledTurn:
         self._turn: WebsocketTurn | None = None
         self._handed_on = False
         self._last_token = ""  # the access token the open turn carries, if any
-        self._sent_session = ""  # the anonymous session the open turn sent back, if any
+        self._sent_session = ""  # the kept anonymous session the open turn sent back, if any
+        self._kept_session = ""  # the new one its start set, once kept
         self._attempt: CopilotAdapter | None = None  # the adapter of the open (or failed) turn
         self._refused_token = ""  # set once a token was refused: the retry refreshes it
         self._retried = False
@@ -133,19 +134,20 @@ class PooledTurn:
         force = bool(self._refused_token)
         token = self._pool.tokens.access_token(account, force, rejected=self._refused_token)
         self._last_token = token
-        self._sent_session = self._pool.sessions.current(account)
+        self._sent_session, self._kept_session = self._pool.sessions.current(account), ""
         user_agent = account.user_agent or self._settings.copilot_user_agent
         return Identity(account.cookie, user_agent, token, self._sent_session)
 
     def _settle_session(self, account: Account, exc: BingoError | None) -> None:
-        """Keep the session the start set, or drop the one Copilot refused."""
-        if isinstance(exc, UpstreamRejected):
-            self._pool.sessions.drop(account, self._sent_session)
-            return
+        """Keep the session the start set (once), or drop the sessions Copilot refused."""
         given = self._attempt.anon_cookie if self._attempt is not None else ""
-        if given and given != self._sent_session:
+        if isinstance(exc, UpstreamRejected):
+            for value in {self._sent_session, given} - {""}:
+                self._pool.sessions.drop(account, value)
+            return
+        if given and given not in (self._sent_session, self._kept_session):
             self._pool.sessions.keep(account, given)
-            self._sent_session = given  # the account's session from now on: kept once
+            self._kept_session = given
 
     def _recover(self, exc: BingoError) -> None:
         """Retry once after a token refresh, or move to another account; raises `exc`
