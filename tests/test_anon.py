@@ -113,10 +113,10 @@ def test_a_rotated_session_cookie_replaces_the_kept_one(settings, accounts_file,
     assert starts == upgrades == [starts[0]] * 3
 
 
-@pytest.mark.parametrize("fault", ["create-401", "create-403", "start-blocked", "ws-403"])
+@pytest.mark.parametrize("fault", ["create-401", "start-blocked", "ws-401"])
 def test_a_refused_session_is_dropped_and_the_turn_starts_a_new_one(settings, accounts_file, upstream, cookies, fault):
-    """401 or 403 on the start or the upgrade, or `isBlocked`: the kept session goes,
-    the same turn tries once more with a new one, and the account stays healthy."""
+    """401 on the start or the upgrade, or `isBlocked`: the kept session goes, the
+    same turn tries once more with a new one, and the account stays healthy."""
     app = gateway(settings, accounts_file, ONE)
     seen = Seen(upstream)
     served(app, "one")
@@ -126,11 +126,11 @@ def test_a_refused_session_is_dropped_and_the_turn_starts_a_new_one(settings, ac
     assert seen.start_cookies() == [None, f"{ANON}={cookies[0]}", None, f"{ANON}={cookies[1]}"]
     first, second = f"{ANON}={cookies[0]}", f"{ANON}={cookies[1]}"
     # A refused upgrade comes after a start that took the kept cookie.
-    refused = [first] if fault == "ws-403" else []
+    refused = [first] if fault == "ws-401" else []
     assert seen.upgrade_cookies() == [first, *refused, second, second]
     starts, upgrades = seen.users()
     # A 401 or 403 start is refused before it knows the user; isBlocked tells the user so.
-    blocked = [starts[0]] if fault in ("start-blocked", "ws-403") else []
+    blocked = [starts[0]] if fault in ("start-blocked", "ws-401") else []
     assert starts[0] != starts[-1] and starts == [starts[0], *blocked, starts[-1], starts[-1]]
     assert upgrades == [starts[0], *[starts[0]] * len(refused), starts[-1], starts[-1]]
     account = admin(app).get_json()["data"][0]
@@ -210,3 +210,18 @@ def test_a_session_refused_in_the_turn_that_got_it_is_dropped_without_a_retry(se
     served(app, "two")
     assert seen.start_cookies() == [None, None]
     assert seen.upgrade_cookies() == [f"{ANON}={cookies[0]}", f"{ANON}={cookies[1]}"]
+
+
+@pytest.mark.parametrize("fault", ["create-403", "ws-403"])
+def test_cloudflare_drops_the_kept_session_without_a_retry(settings, accounts_file, upstream, cookies, fault):
+    """A 403 is Cloudflare's browser check, which a new session would not pass either."""
+    app = gateway(settings, accounts_file, ONE, cooldown_seconds=0.01)
+    seen = Seen(upstream)
+    served(app, "one")
+    upstream.queue_fault(fault)
+    refused = ask(app, "two")
+    assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "captcha_required"
+    served(app, "three")
+    assert seen.start_cookies() == [None, f"{ANON}={cookies[0]}", None]
+    refused_upgrade = [f"{ANON}={cookies[0]}"] if fault == "ws-403" else []
+    assert seen.upgrade_cookies() == [f"{ANON}={cookies[0]}", *refused_upgrade, f"{ANON}={cookies[1]}"]

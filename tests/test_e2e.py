@@ -173,7 +173,10 @@ def test_openai_python_lists_models(sdk):
 )
 @pytest.mark.parametrize("stream", [False, True], ids=["one-shot", "stream"])
 def test_openai_python_raises_the_right_class(sdk, sandbox, fault, exception, status, stream):
-    sandbox.queue_fault(fault)
+    sdk.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "hi"}])  # a session is kept
+    # A kept anonymous session Copilot calls invalid is retried once with a new one: refuse both.
+    for _ in range(2 if fault == "create-401" else 1):
+        sandbox.queue_fault(fault)
     with pytest.raises(exception) as raised:
         result = sdk.chat.completions.create(model="Creative", messages=[{"role": "user", "content": "hi"}], stream=stream)
         list(result) if stream else None

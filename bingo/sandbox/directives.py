@@ -22,7 +22,7 @@ Stage attachments, Copilot (`/c/api/attachments`): attachment-401
 (`{"message":"Unauthorized"}`), attachment-413 (`{"message":"Payload too large"}`),
 attachment-nourl (200 with `{}`).
 
-Stage upgrade, either protocol: ws-403, ws-200 (an HTML page), ws-500.
+Stage upgrade, either protocol: ws-401, ws-403, ws-200 (an HTML page), ws-500.
 Stage handshake, ChatHub: no-handshake-ack.
 Stage connect, Copilot (queued only; taken when the socket opens):
 connected-twice (a second `connected` right after the first),
@@ -120,7 +120,7 @@ COPILOT_START = COPILOT_CREATE | {"start-blocked", "anon-rotate"}
 # Stage "connect": consumed by the next Copilot socket, before its `connected`.
 COPILOT_CONNECT = frozenset({"connected-twice", "connected-delay", "no-connected"})
 # Stage "upgrade": consumed by the next websocket upgrade (either protocol).
-UPGRADE = frozenset({"ws-403", "ws-200", "ws-500"})
+UPGRADE = frozenset({"ws-401", "ws-403", "ws-200", "ws-500"})
 ATTACHMENTS = frozenset({"attachment-401", "attachment-413", "attachment-nourl"})
 # Stage "handshake": consumed by the next SignalR handshake.
 HANDSHAKE = frozenset({"no-handshake-ack"})

@@ -120,7 +120,8 @@ def _refuse(conn: ServerConnection, fault: str) -> Response:
         response = conn.respond(200, _BLOCKED_PAGE)
         response.headers["Content-Type"] = "text/html; charset=utf-8"
         return response
-    return conn.respond(403 if fault == "ws-403" else 500, f"{fault[3:]}\n")
+    status = {"ws-401": 401, "ws-403": 403}.get(fault, 500)
+    return conn.respond(status, f"{fault[3:]}\n")
 
 
 def _split(target: str) -> tuple[str, dict[str, str]]:

@@ -13,8 +13,10 @@ part of an answer.
 
 An anonymous account's turn carries the account's kept Copilot session
 (`accounts/sessions.py`) and keeps the one its start set; a refusal (401, 403,
-`isBlocked`) drops it, and a turn whose kept session was refused tries once more
-on the same account with a new one before the account is blamed.
+`isBlocked`) drops it. A kept session may have gone stale: when Copilot calls it
+invalid (401) or blocked (`isBlocked`), the turn tries once more on the same
+account with a new one before the account is blamed. A 403 is Cloudflare, which a
+new session does not pass: no retry.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from ..accounts import Account
 from ..accounts.pool import AccountPool, Lease
 from ..config import Settings
-from ..errors import BingoError, UpstreamRejected
+from ..errors import BingoError, UpstreamBlocked, UpstreamRejected
 from ..images import Image, ImageRef
 from .copilot import CopilotAdapter, Identity, attachments
 from .engine import WebsocketTurn, open_turn
@@ -167,7 +169,7 @@ class PooledTurn:
             log.info("account %r: access token refused; refreshing it and trying once more", account.name)
             self._retried, self._refused_token = True, self._last_token
             return
-        if isinstance(exc, UpstreamRejected) and self._sent_session and not self._retried:
+        if type(exc) in (UpstreamRejected, UpstreamBlocked) and self._sent_session and not self._retried:
             log.info("account %r: Copilot refused its anonymous session (%s); trying once more with a new one",
                      account.name, exc.code)
             self._retried = True
