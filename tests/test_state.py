@@ -24,6 +24,7 @@ from bingo.config import ConfigError, Settings
 from bingo.errors import StateStoreUnavailable, error_response
 from bingo.state import Health, StateStore, Token, Usage, open_store
 from bingo.state.memory import MemoryStore
+from bingo.state import redis_scripts as lua
 from bingo.state.redis_store import RedisStore, connect
 from tests.redis_server import BINARY, MISSING, RedisServer, running_redis
 
@@ -392,6 +393,19 @@ def test_redis_concurrency_cap_holds_across_two_processes_views(redis_stores: Ca
     assert first.take_slot("a", 2, 100, 5.0).lease is None
     assert second.take_slot("a", 2, 100, 5.0).lease is None
     assert first.usage("a") == second.usage("a") == Usage(in_flight=2, last_minute=2)
+
+
+def test_redis_take_slot_run_twice_with_one_lease_id_holds_one_slot(redis_stores: Callable[..., RedisStore]) -> None:
+    """redis-py re-runs a script whose reply timed out with the same arguments: the
+    second run must find its lease, not answer "full" and strand it for its TTL."""
+    store = redis_stores()
+    keys = ["bingo:account:a:leases", "bingo:account:a:turns", "bingo:account:a:health"]
+    args = [1, 100, 5000, round(WINDOW * 1000), "lease-1"]
+    assert store.client.eval(lua.TAKE_SLOT, 3, *keys, *args) == 0
+    assert store.client.eval(lua.TAKE_SLOT, 3, *keys, *args) == 0
+    assert store.usage("a") == Usage(in_flight=1, last_minute=1)
+    store.release("a", "lease-1")
+    assert store.take_slot("a", 1, 100, 5.0).lease
 
 
 def test_redis_cooldown_set_in_one_process_blocks_the_other(redis_stores: Callable[..., RedisStore]) -> None:

@@ -20,7 +20,9 @@ end
 """
 
 # KEYS: leases, turns, health; ARGV: concurrency, rpm, lease_ms, window_ms, lease id.
-# Returns 0 when leased, else the milliseconds until the soonest slot frees.
+# Returns 0 when leased, else the milliseconds until the soonest slot frees. The
+# client retries a script whose reply was lost with the same lease id: a lease
+# already held answers 0 again instead of a "full" that would strand it.
 TAKE_SLOT = _NOW + _NTH_SCORE + """
 local concurrency, rpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lease_ms, window_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -30,6 +32,9 @@ if health and cjson.decode(health).state == 'cooling' then
   wait = math.max(wait, redis.call('PTTL', KEYS[3]))
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[5]) then
+  return 0  -- a retry after a lost reply: this lease was granted already
+end
 local held = redis.call('ZCARD', KEYS[1])
 if held >= concurrency then
   wait = math.max(wait, nth_score(KEYS[1], held - concurrency) - now)
