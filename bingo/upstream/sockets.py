@@ -119,7 +119,10 @@ class BufferedSocket:
         (that read cannot block).
         """
         if self._tls_pending is not None and self._tls_pending() > 0:
-            self._buffer += self.raw.recv(READ_SIZE)
+            try:
+                self._buffer += self.raw.recv(READ_SIZE)
+            except OSError:
+                return True  # read_frame meets the error, where it is reported as the upstream's
         data = self._buffer
         if len(data) < 2:
             return False
