@@ -4,15 +4,15 @@ gunicorn answers a request it cannot parse (a bad request line, a URI or headers
 its limits, an unknown transfer coding) with an HTML page of its own, before any app
 code runs. The worker (worker.py) lets gunicorn pick the status and write its redacted
 log lines into a PageCapture, then writes this page instead. No Flask objects here:
-the headers come from routes.cors_headers, as on every other response.
+the headers come from cors.py, as on every other response.
 """
 from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
 
+from .cors import cors_headers, new_request_id
 from .errors import unreadable_request
-from .routes import cors_headers, new_request_id
 from .sse import dumps
 
 

@@ -7,12 +7,15 @@ The SDKs pick their exception class from the status alone, so the status matters
 from __future__ import annotations
 
 import logging
-
-from flask import Flask, Response, g
-from werkzeug.exceptions import HTTPException
+from typing import TYPE_CHECKING
 
 from .redact import redact
 from .sse import dumps
+
+if TYPE_CHECKING:  # Flask is imported where a response is made: gunicorn's master
+    # imports the worker class, which uses this table, and must not load Flask.
+    from flask import Flask, Response
+    from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -264,10 +267,14 @@ def unreadable_request(status: int) -> BingoError:
 
 def error_response(exc: BingoError) -> Response:
     """Render a BingoError as a JSON response with its status and retry hints."""
+    from flask import Response
+
     return Response(dumps(exc.to_body()), status=exc.status, headers=exc.headers(), mimetype="application/json")
 
 
 def _failed(exc: BingoError) -> Response:
+    from flask import g
+
     log_failure(exc, g.get("request_id", "-"))
     return error_response(exc)
 
@@ -295,6 +302,8 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
+    from flask import g
+
     log.exception("request %s failed: unhandled error", g.get("request_id", "-"))
     return error_response(BingoError("The gateway hit an internal error; see its log."))
 
@@ -310,6 +319,8 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_la
 
 def register_error_handlers(app: Flask) -> None:
     """Make every failure, routing ones included, an OpenAI-shaped JSON body."""
+    from werkzeug.exceptions import HTTPException
+
     app.register_error_handler(BingoError, _failed)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import secrets
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from . import admin, page, ratelimit, relay, responses, sse, wire
 from .admission import Admission, Slot
 from .config import Settings
+from .cors import cors_headers, new_request_id
 from .errors import (
     AuthenticationFailed,
     ClientDisconnected,
@@ -218,10 +218,6 @@ def _drop_slot(exc: BaseException | None) -> None:
         slot.release()
 
 
-def new_request_id() -> str:
-    return f"req_{secrets.token_hex(12)}"
-
-
 def _request_id() -> None:
     """Every request gets an id; the response's x-request-id and the log lines repeat it."""
     g.request_id = new_request_id()
@@ -237,18 +233,6 @@ def _preflight() -> Response | None:
     )
     response.headers["Access-Control-Max-Age"] = "86400"
     return response
-
-
-# What a browser client may read from a response (the SDKs read these).
-_EXPOSED = "x-request-id, x-should-retry, Retry-After"
-
-
-def cors_headers(origin: str) -> dict[str, str]:
-    """The CORS headers of every response; the worker's error pages send them too."""
-    headers = {"Access-Control-Expose-Headers": _EXPOSED, "Access-Control-Allow-Origin": origin}
-    if origin != "*":
-        headers["Vary"] = "Origin"
-    return headers
 
 
 def _cors(response: Response) -> Response:

@@ -14,6 +14,8 @@ import re
 import resource
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ import trustme
 from bingo.prefetch import Prefetched, RequestScan, Verdict
 from bingo.watch import PROBE, SocketWatch
 from tests.helpers import content_of, expected_content, read_sse
-from tests.test_e2e import API_KEY, Gateway
+from tests.test_e2e import API_KEY, ROOT, Gateway
 from tests.test_reliability import worker_pid
 
 READ_TIMEOUT = 2.0  # BINGO_REQUEST_READ_TIMEOUT of the gateway below
@@ -606,3 +608,17 @@ def test_prefetched_serves_its_bytes_then_the_socket_until_the_deadline(tcp_pair
     began = time.monotonic()
     assert source.recv(4) == b""  # nothing more before the deadline: read as the end of input
     assert source.expired and 0.1 < time.monotonic() - began < 1.0
+
+
+def test_gunicorns_master_loads_neither_flask_nor_the_upstream_clients():
+    """The master reads gunicorn.conf.py and imports the worker class; the app (Flask,
+    urllib3, websocket-client, redis) is loaded in workers only, so the master stays small."""
+    probe = (
+        "import runpy, sys\n"
+        "from gunicorn.util import load_class\n"
+        "conf = runpy.run_path('gunicorn.conf.py')\n"
+        "load_class(conf['worker_class'])\n"
+        "print(sorted(m for m in ('flask', 'werkzeug', 'urllib3', 'websocket', 'redis') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.strip() == "[]"
