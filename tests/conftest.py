@@ -7,6 +7,7 @@ import logging
 import os
 import statistics
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -68,6 +69,16 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
     sandbox_server.clear_faults()
     yield sandbox_server
     sandbox_server.clear_faults()
+
+
+@pytest.fixture()
+def upstream(sandbox: Sandbox) -> Iterator[Sandbox]:
+    """The sandbox once idle (no socket left from another test), with no account rule
+    (throttle, CAPTCHA, 401) left over either: what the account-pool tests start from."""
+    sandbox.clear_account_rules()
+    assert sandbox.wait_idle(5.0)
+    yield sandbox
+    sandbox.clear_account_rules()
 
 
 @pytest.fixture()

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
+import time
 
 import pytest
 
@@ -95,3 +97,16 @@ def finish(events):
 
     assert isinstance(events[-1], Finish), events[-1]
     return events[-1]
+
+
+def read_to_close(sock: socket.socket, timeout: float = 10, data: bytes = b"") -> bytes:
+    """Everything the gateway sends until it closes (after `data`, already read); closes the socket."""
+    deadline = time.monotonic() + timeout
+    with sock:
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+            assert time.monotonic() < deadline, f"still open; got {data[-300:]!r}"

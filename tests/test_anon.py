@@ -8,7 +8,6 @@ which anonymous user each one was. Everything is on loopback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,12 +40,6 @@ def cookies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture()
 def accounts_file(tmp_path: Path) -> Path:
     return tmp_path / "accounts.jsonl"
-
-
-@pytest.fixture()
-def upstream(sandbox: Sandbox) -> Iterator[Sandbox]:
-    assert sandbox.wait_idle(5.0)
-    yield sandbox
 
 
 class Seen:

@@ -26,7 +26,7 @@ import trustme
 
 from bingo.prefetch import Prefetched, RequestScan, Verdict
 from bingo.watch import PROBE, SocketWatch
-from tests.helpers import content_of, expected_content, read_sse
+from tests.helpers import content_of, expected_content, read_sse, read_to_close
 from tests.test_e2e import API_KEY, ROOT, Gateway
 from tests.test_reliability import worker_pid
 
@@ -61,19 +61,6 @@ def connect(gw: Gateway, data: bytes = b"") -> socket.socket:
     if data:
         sock.sendall(data)
     return sock
-
-
-def read_to_close(sock: socket.socket, timeout: float = 10) -> bytes:
-    """Everything the gateway sends until it closes; closes the socket."""
-    data, deadline = b"", time.monotonic() + timeout
-    with sock:
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-            assert time.monotonic() < deadline, f"still open; got {data[-300:]!r}"
 
 
 def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:

@@ -45,15 +45,6 @@ def accounts_file(tmp_path: Path) -> Path:
     return tmp_path / "accounts.jsonl"
 
 
-@pytest.fixture()
-def upstream(sandbox: Sandbox):
-    """The session's sandbox, with no account rule left over from another test."""
-    sandbox.clear_account_rules()
-    assert sandbox.wait_idle(5.0)
-    yield sandbox
-    sandbox.clear_account_rules()
-
-
 def cookie_entry(name: str) -> dict[str, str]:
     return {"name": name, "cookie": SECRETS[name]}
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bingo import shutdown
-from tests.helpers import read_sse
+from tests.helpers import read_sse, read_to_close
 from tests.test_e2e import API_KEY, Gateway
 
 LONG = "[sandbox:updates=100] [sandbox:delay=0.2]"  # 20 s of answer: cannot finish in the grace
@@ -52,19 +52,6 @@ def send_raw(gw: Gateway, payload: bytes, *, headers: str = "", rcvbuf: int = 0)
          f"Content-Type: application/json\r\nConnection: close\r\n{head}\r\n").encode() + payload
     )
     return sock
-
-
-def read_all(sock: socket.socket, timeout: float = 10, data: bytes = b"") -> bytes:
-    """Everything up to the gateway's close (after `data`, already read); closes the socket."""
-    deadline = time.monotonic() + timeout
-    with sock:
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-            assert time.monotonic() < deadline, f"still open; got {data[-300:]!r}"
 
 
 def wait_until(ready, failure: str, timeout: float = 3) -> None:
@@ -180,7 +167,7 @@ def test_sigterm_cuts_long_streams_in_band_finishes_short_ones_and_refuses_new_r
         longs = [send_raw(gw, body(f"long {i} {LONG}")) for i in range(3)]
         started = [read_until(sock, b'"content":"') for sock in longs]
         one_shot: dict[str, object] = {}
-        waiter = threading.Thread(target=lambda: one_shot.update(raw=read_all(send_raw(gw, body(LONG, stream=False)), 15)))
+        waiter = threading.Thread(target=lambda: one_shot.update(raw=read_to_close(send_raw(gw, body(LONG, stream=False)), 15)))
         waiter.start()
         short = send_raw(gw, body(f"short {SHORT}"))
         wait_until(lambda: sandbox.stats()["open"] == 5, "the upstream turns never opened")
@@ -193,8 +180,8 @@ def test_sigterm_cuts_long_streams_in_band_finishes_short_ones_and_refuses_new_r
         # Every client reads at once, as real ones do: gunicorn closes one connection
         # at a time and waits (up to 2 s) for each client to close its end.
         with ThreadPoolExecutor(4) as pool:
-            short_raw = pool.submit(read_all, short)
-            long_raws = [pool.submit(read_all, sock, 10, head) for sock, head in zip(longs, started)]
+            short_raw = pool.submit(read_to_close, short)
+            long_raws = [pool.submit(read_to_close, sock, 10, head) for sock, head in zip(longs, started)]
             ended = [f.result() for f in long_raws]
             cut = time.monotonic() - signalled
         assert events_of(short_raw.result())[-1] == "[DONE]"
@@ -249,9 +236,9 @@ def capped(sandbox_server, tmp_path_factory) -> Iterator[Gateway]:
 
 @pytest.mark.e2e
 def test_more_messages_than_bingo_max_messages_is_a_400(capped, sandbox):
-    ok = split_response(read_all(send_raw(capped, body("three", stream=False, messages=3))))
+    ok = split_response(read_to_close(send_raw(capped, body("three", stream=False, messages=3))))
     assert ok[0] == 200
-    status, headers, payload = split_response(read_all(send_raw(capped, body("four", stream=False, messages=4))))
+    status, headers, payload = split_response(read_to_close(send_raw(capped, body("four", stream=False, messages=4))))
     assert (status, headers.get("x-should-retry")) == (400, "false")
     error = assert_error_body(payload, "array_above_max_length")
     assert (error["type"], error["param"]) == ("invalid_request_error", "messages")
@@ -285,7 +272,7 @@ def test_client_that_stops_reading_is_cut_after_bingo_write_timeout(capped, sand
 def test_malformed_chunked_body_is_a_400(capped, sandbox):
     tracebacks = capped.log().count("Traceback")
     payload = b"zz\r\n" + body("chunked") + b"\r\n0\r\n\r\n"
-    raw = read_all(send_raw(capped, payload, headers="Transfer-Encoding: chunked\r\n"))
+    raw = read_to_close(send_raw(capped, payload, headers="Transfer-Encoding: chunked\r\n"))
     status, headers, answer = split_response(raw)
     assert (status, headers["content-type"]) == (400, "application/json")
     assert assert_error_body(answer, None)["type"] == "invalid_request_error"

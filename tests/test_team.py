@@ -34,13 +34,6 @@ PID_LOG = "--access-logformat '%(p)s \"%(m)s %(U)s\" %(s)s'"
 ROUNDS = 6  # batches of concurrent requests until both workers have served (bounded)
 
 
-@pytest.fixture()
-def upstream(sandbox: Sandbox):
-    sandbox.clear_account_rules()
-    assert sandbox.wait_idle(5.0)
-    yield sandbox
-    sandbox.clear_account_rules()
-
 
 @pytest.fixture()
 def team(upstream, redis_server, tmp_path):

@@ -24,7 +24,7 @@ import websocket
 
 from ..config import Settings
 from ..errors import UpstreamTimeout
-from .events import ClientWatch, Delta, Event, Finish, Reasoning
+from .events import ClientWatch, Delta, Event, Finish, Reasoning, until_finish
 from .frames import FrameReader
 from .transport import close_websocket, guard_turn, open_websocket, send_text
 
@@ -129,11 +129,7 @@ class WebsocketTurn:
 
     def events(self, tick: float = math.inf) -> Iterator[Event | None]:
         """Every event up to the Finish, with None after each `tick` seconds of quiet."""
-        while True:
-            event = self.next(time.monotonic() + tick)
-            yield event
-            if isinstance(event, Finish):
-                return
+        return until_finish(self, tick)
 
     def close(self) -> None:
         self._guard.cancel()

@@ -7,6 +7,9 @@ Pure values only.
 """
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +75,16 @@ class Turn(Protocol):
 
     def close(self) -> None:
         """Release the websocket; safe to call more than once, from any path."""
+
+
+def until_finish(turn: Turn, tick: float = math.inf) -> Iterator[Event | None]:
+    """Every event of `turn` up to its Finish, with None after each `tick` seconds of quiet
+    (for callers that keep a clock of their own, like the benchmarks and the tests)."""
+    while True:
+        event = turn.next(time.monotonic() + tick)
+        yield event
+        if isinstance(event, Finish):
+            return
 
 
 class ClientWatch(Protocol):

@@ -33,7 +33,7 @@ from ..errors import BingoError, UpstreamBlocked, UpstreamRejected
 from ..images import Image, ImageRef
 from .copilot import CopilotAdapter, Identity, attachments
 from .engine import WebsocketTurn, open_turn
-from .events import Event, Finish, Progress, TurnRequest
+from .events import Event, Progress, TurnRequest, until_finish
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,7 @@ class PooledTurn:
 
     def events(self, tick: float = math.inf) -> Iterator[Event | None]:
         """Every event up to the Finish, with None after each `tick` seconds of quiet."""
-        while True:
-            event = self.next(time.monotonic() + tick)
-            yield event
-            if isinstance(event, Finish):
-                return
+        return until_finish(self, tick)
 
     def close(self) -> None:
         """Close the turn and give the slot back, once, whichever path gets here first."""
