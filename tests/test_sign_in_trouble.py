@@ -12,8 +12,9 @@ import pytest
 from tests import test_pool
 from tests.test_pool import ask, gateway, states
 
-# test_pool's fixtures: the sandbox without account rules, the accounts file, the identity server.
-upstream, accounts_file, identity = test_pool.upstream, test_pool.accounts_file, test_pool.identity
+# test_pool's fixtures: the accounts file and the identity server (the sandbox without account
+# rules, `upstream`, is conftest.py's).
+accounts_file, identity = test_pool.accounts_file, test_pool.identity
 
 
 def cooling_seconds(state: str) -> float:
