@@ -113,6 +113,22 @@ class LoopReading:
             self.log.info("closed %d stalled upload(s) to make room in the read budget (silent %gs or more)",
                           closed, STALL_SECONDS)
 
+    def revisit_paused(self) -> None:
+        """While uploads wait for budget, the favoured reader must progress: silent for
+        STALL_SECONDS, it is closed and the newest paused reader reads on in its place.
+
+        Paused readers are off the poller and cannot ask for room again; without this
+        they would wait for the favoured one's read deadline.
+        """
+        asking, favoured = self.budget.newest_paused(), self.budget.favoured
+        if asking is None or favoured is None or time.monotonic() - favoured.last_read < STALL_SECONDS:
+            return
+        self._drop(favoured, heir=asking)
+        if asking.paused and asking.conn in self.reading and not self.budget.is_paused(asking):
+            asking.paused, asking.last_read = False, time.monotonic()  # its silence was ours
+            self._listen(asking)
+        self.log.info("closed 1 stalled upload(s) to make room in the read budget (silent %gs or more)", STALL_SECONDS)
+
     def _pause(self, state: Reading) -> None:
         if state.registered:
             self.poller.unregister(state.conn.sock)

@@ -13,7 +13,10 @@ BUDGET_BODIES bodies' worth at most. Past that, two rules keep honest clients mo
   some request always completes and frees its bytes. The paused resume in order once
   bytes are freed; a paused upload is never "stalled", since its stall is ours, and
   a stalled favoured one that is closed hands its place to the reader that asked for
-  room, not to the longest paused (which may be stalled too).
+  room, not to the longest paused (which may be stalled too). A paused reader is off
+  the poller and cannot ask again, so the loop's tick checks the favoured reader
+  (`LoopReading.revisit_paused`): silent STALL_SECONDS while others wait, it is closed
+  and the newest paused reader takes its place.
 
 No gunicorn here.
 """
@@ -77,6 +80,18 @@ class ReadBudget(Generic[Reader]):
             return False
         self._paused.append(reader)
         return True
+
+    @property
+    def favoured(self) -> Reader | None:
+        return self._favoured
+
+    def newest_paused(self) -> Reader | None:
+        """The reader paused last, if any: the one a stalled favoured reader gives way to
+        (uploads paused long ago are likelier to be the stalled ones)."""
+        return self._paused[-1] if self._paused else None
+
+    def is_paused(self, reader: Reader) -> bool:
+        return reader in self._paused
 
     def release(self, reader: Reader, holding: int, heir: Reader | None = None) -> list[Reader]:
         """`reader` stopped reading (served or closed); the paused readers that may read again.

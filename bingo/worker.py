@@ -32,6 +32,10 @@ from .loop_reading import LoopReading, prefetched
 from .prefetch import Prefetched
 from .read_budget import BUDGET_BODIES, ReadBudget, Reading
 
+# While an upload waits for read budget, the loop looks this often for silent ones to
+# close for it (read_budget.py); otherwise it sleeps up to gthread's second.
+PAUSED_TICK = 0.1
+
 
 class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
     """gthread with bounded request reading and JSON error pages."""
@@ -91,6 +95,7 @@ class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
         super().murder_pending()
         now = time.monotonic()
         self.lingering.expire(now)
+        self.revisit_paused()
         while self.reading:
             state = next(iter(self.reading.values()))
             if state.deadline > now:
@@ -107,6 +112,8 @@ class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
         """Wake up by the first reading or lingering deadline, not a second later."""
         first = min(next(iter(self.reading.values())).deadline if self.reading else math.inf,
                     self.lingering.first_deadline() or math.inf)
+        if self.budget.newest_paused() is not None:
+            first = min(first, time.monotonic() + PAUSED_TICK)
         if first < math.inf:
             timeout = max(0.0, min(timeout, first - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)

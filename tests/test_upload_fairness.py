@@ -61,7 +61,8 @@ def test_an_honest_upload_beside_stalled_ones_is_answered_at_once(gateway):
             sock.close()
     assert status == 200, body[:300]
     assert json.loads(body)["choices"][0]["message"]["content"] == expected_content("honest beside stalled")
-    # Without the fix it waits out the stalled uploads' read timeout (8.8 s of READ_TIMEOUT 10);
-    # 3 s leaves a loaded CI room without letting that through.
-    assert seconds < 3.0, f"answered after {seconds:.2f} s; {gateway.log()[-1500:]}"
+    # Without the fix it waits out the stalled uploads' read timeout (8.8 s of READ_TIMEOUT 10).
+    # Usually it is answered within 0.2 s; when a stalled upload holds the favoured place it
+    # is closed after STALL_SECONDS of silence, which can take a round or two: 5 s bounds that.
+    assert seconds < 5.0, f"answered after {seconds:.2f} s; {gateway.log()[-1500:]}"
     assert "stalled upload(s) to make room" in gateway.log()
