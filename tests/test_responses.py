@@ -17,7 +17,15 @@ from tests.conftest import with_settings
 from tests.helpers import BOTH_UPSTREAMS, expected_content
 from tests.test_e2e import Gateway
 from tests.test_reliability import Contract
-from tests.test_tools import CALL_ID, CALL_PARIS, SCHEMA, WEATHER, b64, sent_text
+from tests.test_tools import (
+    CALL_ID,
+    CALL_PARIS,
+    SCHEMA,
+    TOOL_ROUND_TRIP,
+    WEATHER,
+    b64,
+    sent_text,
+)
 from tests.test_tools import post as chat_post
 
 TEXT_EVENTS = ["response.output_item.added", "response.content_part.added"]
@@ -435,14 +443,7 @@ CONVERSATION = [
 
 def test_responses_function_call_items_go_upstream_as_chat_sends_them(client, sandbox):
     time = {"type": "function", "function": {k: v for k, v in TIME_TOOL.items() if k != "type"}}
-    chat = chat_post(client, tools=[WEATHER, time], messages=[
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Weather in Paris and the time?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "21 C, sunny"},
-        {"role": "tool", "tool_call_id": "call_2", "content": "10:00"}])
+    chat = chat_post(client, tools=[WEATHER, time], messages=TOOL_ROUND_TRIP)
     assert chat.status_code == 200
     chat_text = sent_text(sandbox)
     response = create(client, instructions="Be brief.", input=CONVERSATION, tools=[WEATHER_TOOL, TIME_TOOL])

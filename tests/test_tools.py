@@ -255,17 +255,20 @@ def test_malformed_fields_are_400_naming_the_param(client, fields, param):
 # -- through the app ---------------------------------------------------------------
 
 
+# A chat with two tool calls and their results (the Responses tests send the same as items).
+TOOL_ROUND_TRIP = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Weather in Paris and the time?"},
+    {"role": "assistant", "content": "Checking.", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "21 C, sunny"},
+    {"role": "tool", "tool_call_id": "call_2", "content": "10:00"},
+]
+
+
 def test_prompt_carries_tools_calls_and_results(client, sandbox):
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Weather in Paris and the time?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "21 C, sunny"},
-        {"role": "tool", "tool_call_id": "call_2", "content": "10:00"},
-    ]
-    assert post(client, messages=messages, tools=[WEATHER, TIME]).status_code == 200
+    assert post(client, messages=TOOL_ROUND_TRIP, tools=[WEATHER, TIME]).status_code == 200
     assert sent_text(sandbox) == (
         "Be brief.\n\n"
         + tools.instructions(DECLARED)
