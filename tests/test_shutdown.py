@@ -19,6 +19,7 @@ import pytest
 from bingo import shutdown
 from tests.helpers import read_sse, read_to_close
 from tests.test_e2e import API_KEY, Gateway
+from tests.test_reliability import read_until
 
 LONG = "[sandbox:updates=100] [sandbox:delay=0.2]"  # 20 s of answer: cannot finish in the grace
 SHORT = "[sandbox:updates=4] [sandbox:delay=0.1]"  # 0.4 s: finishes well inside it
@@ -59,17 +60,6 @@ def wait_until(ready, failure: str, timeout: float = 3) -> None:
     while not ready():
         assert time.monotonic() < deadline, failure
         time.sleep(0.01)
-
-
-def read_until(sock: socket.socket, marker: bytes, timeout: float = 10) -> bytes:
-    data, deadline = b"", time.monotonic() + timeout
-    while marker not in data:
-        assert time.monotonic() < deadline, f"no {marker!r}; got {data[-300:]!r}"
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before {marker!r}; got {data[-300:]!r}"
-        data += chunk
-    return data
 
 
 def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -165,7 +155,7 @@ def test_sigterm_cuts_long_streams_in_band_finishes_short_ones_and_refuses_new_r
         assert sandbox.wait_idle(2.0)
         before = sandbox.stats()
         longs = [send_raw(gw, body(f"long {i} {LONG}")) for i in range(3)]
-        started = [read_until(sock, b'"content":"') for sock in longs]
+        started = [read_until(sock, lambda data: b'"content":"' in data) for sock in longs]
         one_shot: dict[str, object] = {}
         waiter = threading.Thread(target=lambda: one_shot.update(raw=read_to_close(send_raw(gw, body(LONG, stream=False)), 15)))
         waiter.start()
