@@ -1,6 +1,7 @@
 """Small test helpers: an SSE reader, expected answers, a loopback websocket server."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -110,3 +111,8 @@ def read_to_close(sock: socket.socket, timeout: float = 10, data: bytes = b"") -
                 return data
             data += chunk
             assert time.monotonic() < deadline, f"still open; got {data[-300:]!r}"
+
+
+def b64(text: str) -> str:
+    """Text as the sandbox's `reply=` / `replies=` directives take it: base64url, unpadded."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")

@@ -9,7 +9,6 @@ call, then the answer once the tool's result is in the conversation.
 """
 from __future__ import annotations
 
-import base64
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import b64
 from tests.test_e2e import Gateway
 
 AGENTS = Path(__file__).resolve().parent / ".agents"
@@ -44,10 +44,6 @@ print(Runner.run_sync(agent, sys.argv[2]).final_output)
 '''
 
 
-def b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
 @pytest.fixture(scope="module")
 def gateway(sandbox_server, tmp_path_factory):
     gw = Gateway(sandbox_server, tmp_path_factory.mktemp("agents") / "gunicorn.log", bare=True)
@@ -62,7 +58,7 @@ def test_an_agent_with_default_settings_calls_its_function_tool(gateway, sandbox
     prompt = f"Weather in Paris? [sandbox:replies={b64(call)},{b64('It is 21 C in Paris.')}]"
     env = {**os.environ, "PYTHONPATH": str(AGENTS)}
     result = subprocess.run([sys.executable, "-c", SCRIPT, f"{gateway.base}/v1", prompt],
-                            capture_output=True, text=True, timeout=60, env=env)
+                            check=False, capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tool called with Paris" in result.stderr
     assert result.stdout.strip() == "It is 21 C in Paris."

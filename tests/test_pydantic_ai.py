@@ -7,7 +7,6 @@ gateway's venv, as it does for openai-agents). The sandbox scripts the model's c
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import b64
 from tests.test_e2e import Gateway
 
 PYDANTIC_AI = Path(__file__).resolve().parent / ".pydantic_ai"
@@ -49,10 +49,10 @@ def test_an_agent_with_a_structured_output_type_gets_its_object(gateway, sandbox
     if not (PYDANTIC_AI / "pydantic_ai").is_dir():
         pytest.skip("pydantic-ai is not installed in tests/.pydantic_ai (bash scripts/test.sh installs it)")
     call = '<tool_call>{"name": "final_result", "arguments": {"city": "Paris", "celsius": 21}}</tool_call>'
-    said = base64.urlsafe_b64encode(call.encode()).decode().rstrip("=")
+    said = b64(call)
     env = {**os.environ, "PYTHONPATH": str(PYDANTIC_AI), "OPENAI_BASE_URL": f"{gateway.base}/v1",
            "OPENAI_API_KEY": "anything"}
     result = subprocess.run([sys.executable, "-c", SCRIPT, f"Weather in Paris? [sandbox:reply={said}]"],
-                            capture_output=True, text=True, timeout=60, env=env)
+                            check=False, capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout) == {"city": "Paris", "celsius": 21}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
@@ -10,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,6 +27,7 @@ from bingo.sandbox import (
     image_prompt_for,
     source_for,
 )
+from tests.helpers import b64
 
 RS = "\x1e"
 HANDSHAKE = json.dumps({"protocol": "json", "version": 1}) + RS
@@ -1069,7 +1069,7 @@ def test_copilot_over_research_quota_says_when(sandbox):
         "errorDetail": {"nextAvailableAt": when},
         "id": "1",
     }
-    ahead = datetime.fromisoformat(when) - datetime.now(timezone.utc)
+    ahead = datetime.fromisoformat(when) - datetime.now(UTC)
     assert 85 <= ahead.total_seconds() <= 91
 
 
@@ -1264,10 +1264,6 @@ def test_cli_prints_the_gateway_environment():
 
 
 # scripted answers: [sandbox:reply=...] and [sandbox:replies=...]
-
-
-def b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 SCRIPTED = 'Prose, then <tool_call>{"name": "f", "arguments": {}}</tool_call> ✓'

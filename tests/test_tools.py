@@ -5,7 +5,6 @@ model's exact answer (base64url), so every body and chunk here is exact.
 """
 from __future__ import annotations
 
-import base64
 import json
 import re
 
@@ -14,7 +13,7 @@ import pytest
 from bingo import tool_output, tools, wire
 from bingo.tool_output import Block, CallParser
 from bingo.tools import AUTO, BadOutput, ResponseFormat, Tool, ToolCall, ToolChoice
-from tests.helpers import read_sse
+from tests.helpers import b64, read_sse
 
 WEATHER = {
     "type": "function",
@@ -30,10 +29,6 @@ CALL_PARIS = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}
 CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")
 SCHEMA = {"type": "object", "properties": {"t": {"type": "number"}}, "required": ["t"]}
 JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True}}
-
-
-def b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def scripted(*replies: str, question: str = "Weather in Paris?") -> list[dict]:
