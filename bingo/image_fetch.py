@@ -24,13 +24,13 @@ from urllib.parse import urljoin, urlsplit
 from .config import Settings
 from .images import MAX_IMAGE_BYTES, Fetch, FetchFailed
 from .upstream import tls
+from .upstream.transport import REDIRECTS
 from .upstream.watchdog import WATCHDOG
 
 FETCH_SECONDS = 10.0  # for all of one request's image URLs, redirects included
 MAX_REDIRECTS = 3
 READ_BYTES = 64 * 1024
 USER_AGENT = "bingo-image-fetch"
-_REDIRECTS = (301, 302, 303, 307, 308)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -86,7 +86,7 @@ class ImageFetcher:
         """The body of `url` (at most the cap plus one byte); raises FetchFailed."""
         for _ in range(MAX_REDIRECTS + 1):
             status, location, body = self._get(url)
-            if status not in _REDIRECTS:
+            if status not in REDIRECTS:
                 if status != 200:
                     raise FetchFailed(f"it answered HTTP {status}")
                 return body

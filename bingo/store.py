@@ -8,11 +8,12 @@ oldest stored goes (Redis: a capped index, see state/redis_scripts.py).
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from .state import StateStore
-
-Record = dict[str, Any]  # {"response": {...}, "history": [{"role": ..., "content": ...}, ...]}
+from .state import (  # Record: {"response": {...}, "history": [{"role", "content"}, ...]}
+    Record,
+    StateStore,
+)
 
 
 class ResponseStore(Protocol):

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from ..config import ConfigError, Settings
@@ -41,7 +41,7 @@ class LoginFailed(Exception):
 
 @dataclass(frozen=True)
 class DeviceCode:
-    device_code: str
+    device_code: str = field(repr=False)  # redeemable for tokens while the sign-in is pending
     user_code: str
     verification_uri: str
     expires_in: float

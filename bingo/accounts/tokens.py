@@ -34,7 +34,8 @@ from .exchange import Exchange, refusal_reason
 log = logging.getLogger(__name__)
 
 REFRESH_EARLY = 300.0  # seconds before expiry that a cached token counts as stale
-LOCK_MARGIN = 5.0  # the refresh lock outlives one exchange (BINGO_CONNECT_TIMEOUT) by this
+LOCK_MARGIN = 5.0  # the refresh lock outlives two exchanges (BINGO_CONNECT_TIMEOUT each: one retry
+# with or without Origin, exchange.py) by this
 
 
 class Tokens:
@@ -52,7 +53,7 @@ class Tokens:
         self._local: dict[str, Token] = {}  # saves a store round trip per request
         self._unsaved: dict[str, tuple[str, str]] = {}  # store key -> (redeemed, rotated) not stored yet
         self._refused: dict[str, str] = {}  # store key -> why: no second try until the entry changes
-        self._lock_seconds = settings.connect_timeout + LOCK_MARGIN
+        self._lock_seconds = 2 * settings.connect_timeout + LOCK_MARGIN
         self._mutex = threading.Lock()
 
     def access_token(self, account: Account, force: bool = False, *, rejected: str = "") -> str:
@@ -70,8 +71,10 @@ class Tokens:
         if account.kind != "refresh":
             return ""
         key = store_key(account)
-        if key in self._unsaved:
-            self._store_rotation(account, key)
+        if key in self._unsaved:  # under the lock, so no other process's newer token is overwritten
+            with ExitStack() as held:
+                self._take_lock(held, account, key)
+                self._store_rotation(account, key)
         cached = None if force else self._cached(key)
         if cached is not None:
             return cached.value

@@ -26,7 +26,7 @@ from . import failures, sockets, tls
 from .upgrade import UpgradeRefused, upgrade
 from .watchdog import WATCHDOG, Guard
 
-_REDIRECTS = (301, 302, 303, 307, 308)
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def proxy_for(settings: Settings, url: str) -> str:
@@ -85,7 +85,7 @@ def http_json(
         guard.cancel()
         tls.done_reading()
     status = response.status
-    if status in _REDIRECTS:
+    if status in REDIRECTS:
         raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))
     if status >= 400 and status not in accept:
         raise failures.for_status(upstream, status, what, response.headers.get("Retry-After"))
@@ -164,7 +164,7 @@ def open_websocket(
         upgrade(sock, url, headers)
     except UpgradeRefused as exc:
         _close_quietly(holder[0])
-        if exc.status in _REDIRECTS:
+        if exc.status in REDIRECTS:
             raise failures.for_redirect(what, _shown(exc.headers.get("location", ""))) from exc
         raise failures.for_status(upstream, exc.status, what, exc.headers.get("retry-after")) from exc
     except (OSError, ValueError) as exc:  # ValueError: sockets.WireError, upgrade.BadUpgrade
