@@ -155,6 +155,8 @@ class Prefetched:
     def recv(self, size: int) -> bytes:
         if self._data:
             piece, self._data = self._data[:size], self._data[size:]
+            if not self._data:  # an empty slice still holds the whole request's bytes
+                self._data = memoryview(b"")
             return bytes(piece)
         remaining = self.deadline - time.monotonic()
         if remaining > 0:

@@ -68,7 +68,8 @@ def _request(url: str, headers: Mapping[str, str], key: str) -> str:
 
 
 def _parse(head: bytes) -> tuple[int, dict[str, str]]:
-    """The status and the headers (names lower-cased; Set-Cookie lines joined by "; ")."""
+    """The status and the headers, names lower-cased. Set-Cookie is dropped: nothing reads
+    cookies off an upgrade reply, and a refused upgrade's headers ride on its exception."""
     try:
         status_line, *lines = head.decode("utf-8").split("\r\n")
         status = int(status_line.split(" ", 2)[1])
@@ -80,7 +81,8 @@ def _parse(head: bytes) -> tuple[int, dict[str, str]]:
         if not sep:
             raise BadUpgrade("a reply header without a colon")
         name, value = name.strip().lower(), value.strip()
-        found[name] = f"{found[name]}; {value}" if name == "set-cookie" and name in found else value
+        if name != "set-cookie":
+            found[name] = value
     return status, found
 
 
