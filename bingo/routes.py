@@ -162,9 +162,6 @@ def client_watch() -> SocketWatch | None:
     sock = request.environ.get("gunicorn.socket")
     if not isinstance(sock, socket.socket):
         return None
-    # A client that stops reading blocks gunicorn's sendall: time it out, so the
-    # stream's close path closes the upstream (gunicorn resets it per request).
-    sock.settimeout(current_settings().write_timeout)
     watch = SocketWatch(sock, http11=request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1")
     if watch.left():
         raise ClientDisconnected("The client closed the connection before the answer started.")

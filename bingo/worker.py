@@ -16,6 +16,7 @@ import math
 import os
 import resource
 import socket
+import struct
 import time
 from typing import Any
 
@@ -124,13 +125,13 @@ class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
         """Every answer's writes are bounded by BINGO_WRITE_TIMEOUT, not only a completion's
         (routes.client_watch): a client that pipelines requests and reads nothing holds a thread
         in a blocked write for that long at most."""
-        conn.sock.settimeout(self.write_timeout)
+        bound_writes(conn.sock, self.write_timeout)
         source = prefetched(conn)
         if source is not None and source.continued:
             req._expected_100_continue = False  # the loop sent it already; once is enough
         try:
             return bool(super().handle_request(req, conn))
-        except TimeoutError:  # the request was read already: only a write can time out
+        except (TimeoutError, BlockingIOError):  # the request was read already: only a write can time out
             self.log.info("a client stopped reading; its answer was cut after %gs (BINGO_WRITE_TIMEOUT)", self.write_timeout)
             return False
 
@@ -167,6 +168,23 @@ class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
             write_nonblock(client, build_error_page(page.status(), self.cors_origin))
         except OSError:
             self.log.debug("Failed to send error message.")
+
+
+def bound_writes(sock: socket.socket, seconds: float) -> None:
+    """Bound every blocking write of an answer to `seconds`, at one system call per write.
+
+    A Python timeout makes each `sendall` poll before it sends; the kernel's send
+    timeout (SO_SNDTIMEO) on a blocking socket bounds a client that stops reading the
+    same way (the blocked send fails with EAGAIN, BlockingIOError) without that poll.
+    An SSLSocket (gunicorn's own TLS) keeps the Python timeout: CPython retries a
+    blocking SSL write that the kernel timed out, so only a Python timeout ends it.
+    """
+    if type(sock) is not socket.socket:
+        sock.settimeout(seconds)
+        return
+    sock.settimeout(None)
+    whole = int(seconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1_000_000)))
 
 
 def head_limit(cfg: Any) -> int:

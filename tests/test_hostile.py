@@ -14,6 +14,7 @@ import re
 import resource
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import trustme
 
 from bingo.prefetch import Prefetched, RequestScan, Verdict
 from bingo.watch import PROBE, SocketWatch
+from bingo.worker import bound_writes
 from tests.helpers import content_of, expected_content, read_sse, read_to_close
 from tests.test_e2e import API_KEY, ROOT, Gateway
 from tests.test_reliability import worker_pid
@@ -242,6 +244,44 @@ def test_clients_that_keep_a_closed_connection_open_do_not_stall_the_others(gate
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_plain_client_sockets_bound_writes_in_the_kernel_and_tls_ones_in_python():
+    """A plain socket blocks with SO_SNDTIMEO set (no poll before each send); an SSLSocket
+    keeps a Python timeout, since CPython retries an SSL write the kernel timed out."""
+    plain, peer = socket.socketpair()
+    try:
+        plain.settimeout(7.0)
+        bound_writes(plain, 2.5)
+        assert plain.gettimeout() is None
+        raw = plain.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)
+        assert struct.unpack("ll", raw) == (2, 500_000)
+        wrapped = ssl.create_default_context().wrap_socket(socket.socket(), server_hostname="localhost", do_handshake_on_connect=False)
+        try:
+            bound_writes(wrapped, 2.5)
+            assert wrapped.gettimeout() == 2.5
+            assert struct.unpack("ll", wrapped.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)) == (0, 0)
+        finally:
+            wrapped.close()
+    finally:
+        plain.close()
+        peer.close()
+
+
+def test_a_client_that_stops_reading_fails_a_kernel_bounded_write_within_its_timeout():
+    """The send that cannot proceed fails after SO_SNDTIMEO with BlockingIOError (which the
+    worker logs as a cut answer), rather than blocking the thread for good."""
+    sender, reader = socket.socketpair()
+    try:
+        bound_writes(sender, 0.2)
+        began = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            for _ in range(10_000):  # the reader reads nothing: the buffers fill
+                sender.sendall(b"x" * 65536)
+        assert 0.15 < time.monotonic() - began < 3.0
+    finally:
+        sender.close()
+        reader.close()
 
 
 @pytest.mark.slow
