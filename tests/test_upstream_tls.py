@@ -7,6 +7,7 @@ client answers over https:// and wss:// from the sandbox (trustme's throw-away C
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 from collections import Counter
@@ -17,7 +18,7 @@ import trustme
 
 from bingo.config import Settings
 from bingo.sandbox import Sandbox, copilot_answer_for
-from bingo.upstream import open_turn, tls
+from bingo.upstream import open_turn, sockets, tls
 from tests.conftest import with_settings
 from tests.helpers import deltas, read_turn, turn_request
 from tests.test_proxy import LoopbackProxy
@@ -181,3 +182,50 @@ def test_the_rest_call_sends_the_headers_requests_sent_in_its_order(settings, sa
         assert call["headers"]["Content-Length"] == str(len(body))
     assert call["headers"]["Accept-Encoding"] == "gzip, deflate"
     assert call["headers"]["Connection"] == "keep-alive"
+
+
+def test_a_read_takes_a_whole_tls_record_so_nothing_waits_inside_the_tls_layer(ca):
+    """The frame reader polls the socket whenever its own buffer holds no whole frame, so
+    no decrypted byte may be left in the TLS layer after a read: each read asks for TLS's
+    largest record. Frames that share a record, a record of exactly 2**14 bytes and a frame
+    spread over three records all come out whole, with SSL_pending 0 after every read."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    left, right = socket.socketpair()
+    served: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            with server_context.wrap_socket(right, server_side=True) as tls_server:
+                tls_server.sendall(frame(b"a") + frame(b"bb") + frame(b"ccc"))  # one record
+                tls_server.sendall(frame(b"d" * (sockets.READ_SIZE - 4)))  # 2 + 2 + payload: one full record
+                tls_server.sendall(frame(b"e" * 40_000))  # three records
+                tls_server.recv(1)  # until the client is done
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            served.append(exc)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = client_context.wrap_socket(left, server_hostname="localhost")
+    client.settimeout(5)
+    try:
+        buffered = sockets.BufferedSocket(client)
+        payloads = []
+        for _ in range(5):
+            payloads.append(buffered.read_frame()[2])
+            assert client.pending() == 0
+        assert payloads == [b"a", b"bb", b"ccc", b"d" * (sockets.READ_SIZE - 4), b"e" * 40_000]
+        assert not buffered.pending() and not buffered.holds_frame()
+    finally:
+        client.close()
+        server.join(5)
+    assert not served
+
+
+def frame(payload: bytes) -> bytes:
+    """An unmasked final text frame, as a server writes it."""
+    size = len(payload)
+    head = bytes([0x81, size]) if size < 126 else bytes([0x81, 126]) + size.to_bytes(2, "big")
+    return head + payload

@@ -26,6 +26,10 @@ from . import tls
 _SESSIONS: dict[tuple[str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = {}
 
 
+# 2**14 bytes: the most plaintext one TLS record may carry (RFC 8446 5.1), so a read
+# of this size drains the record it reads. Reading more buys nothing, since the TLS
+# layer returns one record per read, and makes Python allocate (then shrink) a bigger
+# buffer every time.
 READ_SIZE = 16 * 1024
 MAX_FRAME = 16 * 1024 * 1024  # an answer frame is tens of KB at most
 
@@ -45,27 +49,15 @@ class ProxyRefused(OSError):
 class BufferedSocket:
     """A socket whose reads fill a buffer, so one recv serves several small reads.
 
-    websocket-client reads the upgrade reply a byte at a time and each frame in 2-4
-    exact-size reads; reading up to READ_SIZE at once turns them into one system call,
-    and `pending()` tells the frame reader it need not poll before the next frame.
+    Every read asks for READ_SIZE, TLS's largest record: the TLS layer hands over a
+    whole record per read and keeps nothing decrypted behind, so bytes that are not
+    in this buffer are still in the kernel's, where a poll sees them.
     """
 
     def __init__(self, sock: socket.socket, key: tuple[str, int] | None = None) -> None:
         self.raw = sock
         self.key = key  # (host, port) of a TLS upstream, for session resumption
         self._buffer = b""
-        self._tls_pending = getattr(sock, "pending", None)  # bytes decrypted but not yet read
-
-    def recv(self, size: int) -> bytes:
-        if not self._buffer:
-            # One TLS record holds at most 16 KiB; asking for more only makes Python
-            # allocate (and then shrink) a bigger buffer on every read.
-            data = self.raw.recv(max(size, READ_SIZE))
-            if len(data) <= size:
-                return data
-            self._buffer = data
-        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-        return chunk
 
     def read_frame(self) -> tuple[int, bool, bytes]:
         """The next frame off the wire: (opcode, fin, payload), unmasked.
@@ -113,16 +105,7 @@ class BufferedSocket:
         return head
 
     def holds_frame(self) -> bool:
-        """True when a whole frame is already read: `read_frame` will not wait for it.
-
-        Bytes the TLS layer has decrypted but not handed over yet are taken first
-        (that read cannot block).
-        """
-        if self._tls_pending is not None and self._tls_pending() > 0:
-            try:
-                self._buffer += self.raw.recv(READ_SIZE)
-            except OSError:
-                return True  # read_frame meets the error, where it is reported as the upstream's
+        """True when a whole frame is already read: `read_frame` will not wait for it."""
         data = self._buffer
         if len(data) < 2:
             return False
@@ -149,8 +132,8 @@ class BufferedSocket:
         return self._buffer
 
     def pending(self) -> bool:
-        """True when bytes are already read (here, or inside the TLS layer)."""
-        return bool(self._buffer) or (self._tls_pending is not None and self._tls_pending() > 0)
+        """True when bytes are already read: the next frame starts without a poll."""
+        return bool(self._buffer)
 
     def remember_session(self) -> None:
         """Keep the TLS session for the next connection to the same upstream.
