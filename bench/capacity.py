@@ -1,4 +1,5 @@
-"""Figures 2, 3 and 4: CPU per answer, N concurrent streams, memory per stream.
+"""Figures 2, 3 and 4: CPU per answer (sequential, and 20 at once), N concurrent
+streams, memory per stream.
 
 The gateway's CPU and RSS come from /proc of its one gunicorn worker; each baseline
 reader's CPU from time.process_time() inside its own process. All sides read the
@@ -59,18 +60,25 @@ def _versus(values: dict[str, float | None], combine: object) -> dict:
     return {f"{a}/{b}": combine(values[a], values[b]) for a, b in pairs}  # type: ignore[operator]
 
 
-def cpu_per_answer(h: Harness, answers: int, concurrency: int) -> dict:
-    """CPU milliseconds per answer on each side, in waves that rotate the order."""
-    spread, names = h.options.spread, list(h.sides)
-    waves = max(1, answers // concurrency)
+def cpu_per_answer(
+    h: Harness, answers: int, concurrency: int, per_wave: int | None = None
+) -> dict:
+    """CPU milliseconds per answer on each side, in waves that rotate the order.
+
+    A wave is `per_wave` answers (default: `concurrency`), `concurrency` at a time:
+    concurrency 1 is the issue's sequential figure.
+    """
+    spread = h.options.spread if concurrency > 1 else 0.0
+    names, per_wave = list(h.sides), min(per_wave or concurrency, answers)
+    waves = max(1, answers // per_wave)
     cpu = {name: 0.0 for name in names}
     wave_ratios, failures = [], []
     for wave in range(waves):
         spent = {}
         for name in names[wave % 3 :] + names[: wave % 3]:
             prompts = [
-                prompt_for(f"cpu-{h.scheme}-{name}-{wave}-{i}", h.options)
-                for i in range(concurrency)
+                prompt_for(f"cpu{concurrency}-{h.scheme}-{name}-{wave}-{i}", h.options)
+                for i in range(per_wave)
             ]
             result = h.sides[name].waves(prompts, concurrency, spread)
             spent[name] = result.cpu_seconds
@@ -79,9 +87,9 @@ def cpu_per_answer(h: Harness, answers: int, concurrency: int) -> dict:
         wave_ratios.append(ratio(spent["gateway"], spent["minimal"]))
         for name in names:
             cpu[name] += spent[name]
-    per_answer = {name: cpu[name] / (waves * concurrency) * 1000 for name in names}
+    per_answer = {name: cpu[name] / (waves * per_wave) * 1000 for name in names}
     return {
-        "answers": waves * concurrency,
+        "answers": waves * per_wave,
         "concurrency": concurrency,
         "ms_per_answer": per_answer,
         "ratio": _versus(per_answer, ratio),

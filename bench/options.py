@@ -1,7 +1,8 @@
 """What one benchmark run does: traffic shape, repetitions, concurrency ramp, outputs.
 
-The defaults finish in about ten minutes on a 2-core machine (plain and TLS, each
-unpinned and pinned); `--quick` is a smoke run of every phase with tiny counts.
+The defaults finish in about fifteen minutes on a 2-core machine (plain and TLS, each
+unpinned and pinned; the sequential CPU figure alone is 36 five-second answers per
+scheme); `--quick` is a smoke run of every phase with tiny counts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ class Options:
     protocol: str = "chathub"  # what the readers speak; MODEL makes the gateway agree
     warmup: int = 2  # answers per side before anything is measured
     ttft_rounds: int = 100  # concurrency-1 first-token rounds per side
-    cpu_answers: int = 80  # answers per side for the CPU figure
-    cpu_concurrency: int = 20  # streams at once in the CPU phase (one wave)
+    cpu_sequential: int = 12  # answers per side one at a time: the issue's "sequential" CPU figure
+    cpu_sequential_wave: int = 4  # of them per turn of the rotation
+    cpu_answers: int = 80  # answers per side for the CPU figure at cpu_concurrency
+    cpu_concurrency: int = 20  # streams at once in that phase (one wave)
     ramp: tuple[int, ...] = (50, 200)  # concurrent streams per step
     spread: float = 1.0  # a step's streams start evenly over this many seconds
     target_n: int = 200  # the N the targets are judged at
@@ -53,6 +56,8 @@ QUICK = Options(
     delay=0.005,
     warmup=1,
     ttft_rounds=3,
+    cpu_sequential=2,
+    cpu_sequential_wave=1,
     cpu_answers=2,
     cpu_concurrency=2,
     ramp=(4, 8),
@@ -86,7 +91,10 @@ def parse_options(argv: list[str] | None = None) -> Options:
     )
     parser.add_argument("--ttft-rounds", type=int, help="first-token rounds per side")
     parser.add_argument(
-        "--cpu-answers", type=int, help="answers per side for the CPU figure"
+        "--cpu-answers", type=int, help="answers per side for the CPU figure 20 at once"
+    )
+    parser.add_argument(
+        "--cpu-sequential", type=int, help="answers per side for the sequential CPU figure"
     )
     parser.add_argument(
         "--no-pinned", action="store_true", help="skip the pinned detail runs"
@@ -135,7 +143,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         changes["ramp"] = tuple(
             sorted({_positive(int(n)) for n in args.ramp.split(",")})
         )
-    for name in ("target_n", "delay", "ttft_rounds", "cpu_answers"):
+    for name in ("target_n", "delay", "ttft_rounds", "cpu_answers", "cpu_sequential"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = _positive(value) if name != "delay" else max(0.0, value)

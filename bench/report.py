@@ -26,6 +26,7 @@ def _step(scheme: dict, n: int) -> dict:
 def scheme_figures(scheme: dict, n: int) -> dict:
     """One scheme's headline numbers, flat; ratios and differences vs minimal/direct."""
     at_n, first, cpu = _step(scheme, n), scheme["first_token"], scheme["cpu"]
+    together = scheme["cpu_concurrent"]["ratio"]
     idle, pinned = scheme["memory_idle"], scheme["pinned"]
     return {
         "ttft_added_p50_ms": first["added_p50_ms"]["minimal"],
@@ -34,6 +35,9 @@ def scheme_figures(scheme: dict, n: int) -> dict:
         "cpu_ratio": cpu["ratio"]["gateway/minimal"],
         "cpu_ratio_vs_direct": cpu["ratio"]["gateway/direct"],
         "cpu_direct_over_minimal": cpu["ratio"]["direct/minimal"],
+        "cpu_concurrent_ratio": together["gateway/minimal"],
+        "cpu_concurrent_ratio_vs_direct": together["gateway/direct"],
+        "cpu_concurrent_direct_over_minimal": together["direct/minimal"],
         "n": n,
         "n_intact": at_n["sides"]["gateway"]["intact"],
         "n_errors": at_n["errors"],
@@ -62,6 +66,7 @@ def scheme_figures(scheme: dict, n: int) -> dict:
 
 def _errors(scheme: dict) -> int:
     count = len(scheme["first_token"]["errors"]) + scheme["cpu"]["error_count"]
+    count += scheme["cpu_concurrent"]["error_count"]
     count += sum(s["errors"] for s in scheme["concurrency"]["steps"])
     count += sum(len(e) for e in scheme["warmup"]["errors"].values())
     if scheme["pinned"]:
@@ -101,6 +106,9 @@ ROWS = (  # (label, figure, digits, unit, target text)
     ("2 CPU/answer gateway/minimal", "cpu_ratio", 2, "x", "<= 1.5x"),
     ("2 CPU/answer gateway/direct", "cpu_ratio_vs_direct", 2, "x", ""),
     ("2 CPU/answer direct/minimal", "cpu_direct_over_minimal", 2, "x", ""),
+    ("2 CPU, 20 at once, gw/minimal", "cpu_concurrent_ratio", 2, "x", ""),
+    ("2 CPU, 20 at once, gw/direct", "cpu_concurrent_ratio_vs_direct", 2, "x", ""),
+    ("2 CPU, 20 at once, dir/minimal", "cpu_concurrent_direct_over_minimal", 2, "x", ""),
     ("3 intact at N", "n_intact", 0, "", "N/N, 0 errors"),
     ("3 first token p50 gw/minimal", "first_token_p50_ratio", 2, "x", "<= 2x"),
     ("3 first token p50 gw/direct", "first_token_p50_ratio_vs_direct", 2, "x", ""),

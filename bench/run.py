@@ -57,7 +57,9 @@ def measure(h: Harness, slow: bool) -> dict:
         "warmup": warm,
         "memory_idle": idle,
         "first_token": latency.first_token(h, options.ttft_rounds),
-        "cpu": capacity.cpu_per_answer(h, options.cpu_answers, options.cpu_concurrency),
+        # The CPU target is sequential answers; 20 at once is shown beside it.
+        "cpu": capacity.cpu_per_answer(h, options.cpu_sequential, 1, options.cpu_sequential_wave),
+        "cpu_concurrent": capacity.cpu_per_answer(h, options.cpu_answers, options.cpu_concurrency),
         "concurrency": capacity.ramp(h, idle["worker_rss_kb"]),
         "pinned": _pinned(h) if options.pinned else None,
         "slow_first": latency.slow_first_byte(h) if slow else None,

@@ -26,6 +26,8 @@ FIGURES = (
     "cpu_ratio",
     "cpu_ratio_vs_direct",
     "cpu_direct_over_minimal",
+    "cpu_concurrent_ratio",
+    "cpu_concurrent_ratio_vs_direct",
     "first_token_p50_ratio",
     "gap_added_p99_ms",
     "idle_rss_mb",
