@@ -318,6 +318,33 @@ def test_watchdog_cuts_a_blocked_read_at_its_deadline_and_not_a_cancelled_one():
             sock.close()
 
 
+def test_a_guard_cancelled_while_it_fires_returns_only_once_its_socket_is_cut():
+    """cancel() waits for a cut in progress: once it returns, the socket was cut (and
+    `fired` says so) or never will be, so a reply that ended just then cannot have its
+    connection cut after it went back to a pool."""
+    from bingo.upstream.watchdog import Watchdog
+
+    dog = Watchdog()
+    cut, peer = socket.socketpair()
+    choosing = threading.Event()
+
+    def source() -> socket.socket:
+        choosing.set()
+        time.sleep(0.2)  # the watchdog is in the middle of its cut
+        return cut
+
+    try:
+        guard = dog.arm(time.monotonic(), source)
+        assert choosing.wait(5)
+        guard.cancel()
+        assert guard.fired
+        cut.setblocking(False)
+        assert cut.recv(1) == b"", "the cut had not happened when cancel() returned"
+    finally:
+        cut.close()
+        peer.close()
+
+
 def test_watchdog_sheds_cancelled_guards():
     from bingo.upstream.watchdog import Watchdog
 

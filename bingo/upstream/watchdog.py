@@ -17,6 +17,11 @@ from collections.abc import Callable
 
 SocketSource = Callable[[], "socket.socket | None"]
 
+# Held while a guard is cancelled and while one is checked and cut: once cancel()
+# returns, the socket either was cut already (`fired`) or never will be. Without it a
+# guard that fired just as its reply ended could cut a connection already back in a pool.
+_CUTTING = threading.Lock()
+
 
 class Guard:
     """One armed deadline; `fired` tells the caller the socket was cut for time."""
@@ -30,7 +35,8 @@ class Guard:
         self.fired = False
 
     def cancel(self) -> None:
-        self.cancelled = True
+        with _CUTTING:
+            self.cancelled = True
 
 
 class Watchdog:
@@ -75,18 +81,19 @@ class Watchdog:
 
     @staticmethod
     def _fire(guard: Guard) -> None:
-        if guard.cancelled:
-            return
-        guard.fired = True
-        sock = guard.source()
-        if sock is None:
-            return
-        try:
-            # The plain socket's shutdown, even for an SSLSocket: it must not touch
-            # the TLS state another thread is reading through.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
+        with _CUTTING:
+            if guard.cancelled:
+                return
+            guard.fired = True
+            sock = guard.source()
+            if sock is None:
+                return
+            try:
+                # The plain socket's shutdown, even for an SSLSocket: it must not touch
+                # the TLS state another thread is reading through.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
 
 WATCHDOG = Watchdog()
