@@ -76,7 +76,9 @@ def http_json(
         response = tls.pool(settings.ca_bundle, proxy).urlopen(
             method, url, body=payload, headers=_request_headers(headers, payload, content_type), redirect=False,
             retries=False, timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.connect_timeout),
+            preload_content=False,  # the connection goes back to the pool below, once the guard is off
         )
+        content = response.data
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if guard.fired or _timed_out(exc):
             raise UpstreamTimeout(f"{what} timed out after {settings.connect_timeout:g} s.") from exc
@@ -84,13 +86,16 @@ def http_json(
     finally:
         guard.cancel()
         tls.done_reading()
+    if guard.fired:  # cut as the reply ended: the reply is whole, the connection is not reusable
+        response.close()
+    response.release_conn()
     status = response.status
     if status in REDIRECTS:
         raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))
     if status >= 400 and status not in accept:
         raise failures.for_status(upstream, status, what, response.headers.get("Retry-After"))
     try:
-        decoded = json.loads(response.data) if response.data.strip() else None
+        decoded = json.loads(content) if content.strip() else None
     except ValueError:
         decoded = None
     return Reply(status, response.headers, decoded, _cookies(response.headers.getlist("Set-Cookie")))
@@ -215,7 +220,25 @@ def close_websocket(ws: websocket.WebSocket | None) -> None:
         ws.send_close(websocket.STATUS_NORMAL)
     except (OSError, websocket.WebSocketException):
         pass
+    _discard_unread(raw_socket(ws))
     ws.shutdown()
+
+
+def _discard_unread(sock: socket.socket | None) -> None:
+    """Read, without waiting, what already arrived and nobody will read.
+
+    Closing a socket with unread bytes makes Linux reset the connection instead of
+    ending it, and the upstream may then lose the close frame just sent. The raw
+    socket's recv (TLS records too: the session ends here) and a bound on the reads.
+    """
+    if sock is None:
+        return
+    for _ in range(16):
+        try:
+            if not socket.socket.recv(sock, 65536, socket.MSG_DONTWAIT):
+                return
+        except OSError:  # nothing waiting (BlockingIOError), or already closed or reset
+            return
 
 
 def send_text(ws: websocket.WebSocket, payload: str, what: str) -> None:
