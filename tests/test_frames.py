@@ -176,6 +176,27 @@ def test_a_message_in_three_fragments_with_a_ping_between_is_one_message_and_the
     assert hub.received[-1][0] == CLOSE
 
 
+def test_frames_nobody_reads_do_not_turn_the_close_into_a_reset(hub_for):
+    """Frames still arriving after the final (here 60 KB of pings) are read and dropped
+    before the socket closes: the hub gets the close frame and then a clean end of stream,
+    not a connection reset (what Linux sends when a socket closes with unread bytes)."""
+    ended: list[object] = []
+
+    def script(hub: RawHub) -> None:
+        hub.send(frame(final("done")) + frame(b"p", PING) * 20_000)
+        try:
+            while True:
+                hub.read_frame()
+        except ConnectionError as exc:  # "the client closed" (EOF) or a reset
+            ended.append(type(exc))
+
+    hub, hub_settings = hub_for(script)
+    assert answer(hub_settings) == "done"
+    hub.close()
+    assert hub.received[-1][0] == CLOSE
+    assert ended == [ConnectionError]
+
+
 def test_a_masked_server_frame_is_unmasked(hub_for):
     def script(hub: RawHub) -> None:
         hub.send(frame(update("masked") + final("masked"), mask=os.urandom(4)))
