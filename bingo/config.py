@@ -95,6 +95,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse settings from an environment mapping; raises ConfigError."""
+        threads = _count(env, "BINGO_THREADS", 256)
         return cls(
             upstream=_choice(env, "BINGO_UPSTREAM", UPSTREAMS),
             bing_cookie=_cookie(env.get("BING_COOKIE", "")),
@@ -124,8 +125,8 @@ class Settings:
             proxy=_proxy(env),
             no_proxy=env.get("NO_PROXY", env.get("no_proxy", "")),
             ca_bundle=_ca_bundle(env),
-            threads=_count(env, "BINGO_THREADS", 256),
-            max_inflight=_max_inflight(env),
+            threads=threads,
+            max_inflight=_max_inflight(env, threads),
             chunk_message=_flag(env, "BINGO_CHUNK_MESSAGE", True),
             responses_kept=_count(env, "BINGO_RESPONSES_KEPT", 1_000),
             redis_url=_redis_url(env),
@@ -197,10 +198,9 @@ def _count_or_off(env: Mapping[str, str], name: str) -> int:
     return 0 if raw in ("", "0") else _count(env, name, 0)
 
 
-def _max_inflight(env: Mapping[str, str]) -> int:
+def _max_inflight(env: Mapping[str, str], threads: int) -> int:
     """BINGO_MAX_INFLIGHT, at most BINGO_THREADS; by default a quarter of the threads,
     at most 8, stay free for health checks and short requests while answers stream."""
-    threads = _count(env, "BINGO_THREADS", 256)
     value = _count(env, "BINGO_MAX_INFLIGHT", threads - min(8, threads // 4))
     if value > threads:
         raise ConfigError(f"BINGO_MAX_INFLIGHT must be at most BINGO_THREADS ({threads}), not {value}")

@@ -199,7 +199,7 @@ class CopilotAdapter:
         conversation_id, anon_cookie = start_conversation(self._settings, self._identity)
         self._anon_cookie = anon_cookie
         images = attachments.upload(
-            self._settings, self._images, self._identity.access_token, rest_headers(self._settings, self._identity),
+            self._settings, self._images, rest_headers(self._settings, self._identity),
             upgrade_headers(self._identity, anon_cookie).get("Cookie", ""),
         )
         presentation = self._identity.presentation

@@ -40,19 +40,19 @@ def require_sign_in(images: Sequence[Image | ImageRef], access_token: str) -> No
 
 
 def upload(
-    settings: Settings, images: tuple[Image, ...], access_token: str, headers: Mapping[str, str], cookie: str = "",
+    settings: Settings, images: tuple[Image, ...], headers: Mapping[str, str], cookie: str = "",
 ) -> tuple[dict[str, str], ...]:
     """Upload each image in order; the `send` content parts that name them.
 
-    `headers` are the presentation's REST headers and `cookie` the session's Cookie
-    header ("" for none). Raises the failure table's error for a refused upload (a
+    `headers` are the presentation's REST headers, the account's token included
+    (require_sign_in ran first), and `cookie` the session's Cookie header ("" for none). Raises the failure table's error for a refused upload (a
     400 naming the part when the refusal is about the image), and
     UpstreamProtocolError when the reply carries no URL.
     """
     url = f"{settings.copilot_url.rstrip('/')}/c/api/attachments"
     parts = []
     for image in images:
-        sent = {**headers, "Authorization": f"Bearer {access_token}", "Content-Type": image.mime}
+        sent = {**headers, "Content-Type": image.mime}
         if cookie:
             sent["Cookie"] = cookie
         reply = http_json(settings, "copilot", "POST", url, sent, UPLOAD, data=image.data, accept=ATTACHMENT_STATUSES)
