@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -195,6 +196,22 @@ def test_frames_nobody_reads_do_not_turn_the_close_into_a_reset(hub_for):
     hub.close()
     assert hub.received[-1][0] == CLOSE
     assert ended == [ConnectionError]
+
+
+def test_closing_does_not_wait_for_an_upstream_that_answers_nothing(hub_for):
+    """The close reads only what already arrived: an upstream that neither answers the
+    close frame nor ends the connection does not hold the turn's close for its timeout."""
+    def script(hub: RawHub) -> None:
+        hub.send(frame(final("done")))
+        while hub.read_frame()[0] != CLOSE:
+            pass
+        time.sleep(3)  # silent, connection open
+
+    hub, hub_settings = hub_for(script)
+    started = time.monotonic()
+    assert answer(hub_settings) == "done"
+    assert time.monotonic() - started < 2.0
+    hub.close()
 
 
 def test_a_masked_server_frame_is_unmasked(hub_for):

@@ -230,15 +230,17 @@ def _discard_unread(sock: socket.socket | None) -> None:
     Closing a socket with unread bytes makes Linux reset the connection instead of
     ending it, and the upstream may then lose the close frame just sent. The raw
     socket's recv (TLS records too: the session ends here) and a bound on the reads.
+    Non-blocking first: with a timeout set, CPython polls before a recv, flags or not.
     """
     if sock is None:
         return
-    for _ in range(16):
-        try:
-            if not socket.socket.recv(sock, 65536, socket.MSG_DONTWAIT):
+    try:
+        sock.setblocking(False)
+        for _ in range(16):
+            if not socket.socket.recv(sock, 65536):
                 return
-        except OSError:  # nothing waiting (BlockingIOError), or already closed or reset
-            return
+    except OSError:  # nothing waiting (BlockingIOError), or already closed or reset
+        return
 
 
 def send_text(ws: websocket.WebSocket, payload: str, what: str) -> None:
