@@ -134,8 +134,11 @@ def presented_key() -> str:
 
 
 def check_api_key(settings: Settings) -> None:
-    """Require one of BINGO_API_KEYS as a Bearer token or an Azure-style api-key."""
-    if not settings.api_keys:
+    """Require one of BINGO_API_KEYS as a Bearer token or an Azure-style api-key.
+
+    Checked once per request: with BINGO_KEY_RPM, the rate limit checks it before the view.
+    """
+    if not settings.api_keys or g.get("key_checked"):
         return
     offered = presented_key()
     # Compare against every key, always, so timing says nothing about which matched.
@@ -146,6 +149,7 @@ def check_api_key(settings: Settings) -> None:
         raise AuthenticationFailed(
             "Missing or incorrect API key. Send 'Authorization: Bearer <key>' with one of the keys in BINGO_API_KEYS."
         )
+    g.key_checked = True
 
 
 def _json(body: object, status: int = 200) -> Response:

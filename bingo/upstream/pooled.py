@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -60,7 +59,6 @@ class PooledTurn:
         self._refused_token = ""  # set once a token was refused: the retry refreshes it
         self._retried = False
         self._opened_on = ""
-        self._lock = threading.Lock()
         self._deadline = time.monotonic() + settings.queue_seconds
         try:
             self._open(time.monotonic())  # now, when an account has room; else next() waits
@@ -98,10 +96,13 @@ class PooledTurn:
         return until_finish(self, tick)
 
     def close(self) -> None:
-        """Close the turn and give the slot back, once, whichever path gets here first."""
-        with self._lock:
-            turn, self._turn = self._turn, None
-            lease, self._lease = self._lease, None
+        """Close the turn and give the slot back, once, whichever path gets here first.
+
+        No lock: like _open and _recover, it runs on the request's own thread (the
+        watchdog only shuts sockets down), so taking the fields first is enough.
+        """
+        turn, self._turn = self._turn, None
+        lease, self._lease = self._lease, None
         try:
             if turn is not None:
                 turn.close()
