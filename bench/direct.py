@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import websocket
 
@@ -102,4 +103,5 @@ def make_reader(settings: Settings) -> jobs.Reader:
 
 
 if __name__ == "__main__":
-    jobs.serve(lambda job: make_reader(make_settings(dict(os.environ))), direct_answer)
+    protocol = os.environ.get("BINGO_UPSTREAM", "chathub")
+    jobs.serve(lambda job: make_reader(make_settings(dict(os.environ))), partial(direct_answer, protocol=protocol))

@@ -74,7 +74,11 @@ def running(
         sandbox = SandboxProcess(out / "sandbox.log", certs)
         started.append(sandbox)
         env = upstream_env(
-            sandbox.upstream, options.keepalive, certs, dict(options.gateway_env)
+            sandbox.upstream,
+            options.keepalive,
+            certs,
+            dict(options.gateway_env),
+            options.protocol,
         )
         gateway = GatewayProcess(env, out / "gunicorn.log")
         started.append(gateway)

@@ -15,6 +15,7 @@ import os
 import ssl
 import time
 import uuid
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 import websocket
@@ -168,4 +169,4 @@ def describe() -> str:
 
 
 if __name__ == "__main__":
-    jobs.serve(make_reader, direct_answer)
+    jobs.serve(make_reader, partial(direct_answer, protocol=os.environ.get("BINGO_UPSTREAM", "chathub")))

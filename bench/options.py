@@ -102,6 +102,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--scheme", choices=("ws", "wss"), help="only plain or only TLS"
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("chathub", "copilot"),
+        help="what the upstream speaks (default chathub; copilot lifts the account pacing)",
+    )
 
     parser.add_argument(
         "--peers",
@@ -136,6 +141,8 @@ def parse_options(argv: list[str] | None = None) -> Options:
         changes["json_path"] = args.json or OUT_DIR / ("pool-quick.json" if args.quick else "pool.json")
     if args.scheme:
         changes["schemes"] = (args.scheme,)
+    if args.protocol:
+        changes["protocol"] = args.protocol
 
     if args.gateway_env:
         changes["gateway_env"] = tuple(_pair(item) for item in args.gateway_env)

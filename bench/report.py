@@ -177,7 +177,8 @@ def render(result: dict) -> str:
     lines = [
         f"bingo gateway vs bingo's own client (direct) vs a minimal reader: "
         f"{machine['nproc']} CPUs, {machine['memory']}, Python {machine['python']}",
-        f"traffic: {result['traffic']['chars']} chars in "
+        f"traffic ({result['traffic'].get('protocol', 'chathub')}): "
+        f"{result['traffic']['chars']} chars in "
         f"{result['traffic']['updates']} "
         f"cumulative updates, {result['traffic']['delay_s']:g} s apart",
         f"direct: {result['baselines']['direct']}",

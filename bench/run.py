@@ -92,6 +92,7 @@ def run(options: Options) -> dict:
         "baselines": {"direct": baseline, "minimal": describe_minimal()},
         "traffic": {
             "model": MODEL,
+            "protocol": options.protocol,
             "chars": options.chars,
             "updates": options.updates,
             "delay_s": options.delay,

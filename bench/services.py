@@ -127,21 +127,29 @@ class GatewayProcess(Managed):
         return self.log_path.read_text(errors="replace")
 
 
+# On Copilot the gateway paces its account (4 answers at once, 12 a minute by default):
+# the ramp's 200 streams would queue and time out, so the bench lifts both limits.
+COPILOT_PACING = {"BINGO_ACCOUNT_CONCURRENCY": "1024", "BINGO_ACCOUNT_RPM": "1000000"}
+
+
 def upstream_env(
     upstream: Upstream,
     keepalive: float | None,
     certs: CertFiles | None,
     extra: dict[str, str],
+    protocol: str = "chathub",
 ) -> dict[str, str]:
-    """What the gateway and the readers share: URLs, keep-alive, TLS trust."""
+    """What the gateway and the readers share: URLs, keep-alive, TLS trust, protocol."""
     env = clean_env(
         BINGO_CREATE_URL=upstream.create_url,
         BINGO_CHATHUB_URL=upstream.chathub_url,
         BINGO_COPILOT_URL=upstream.copilot_url,
     )
     env.pop("BINGO_THREADS", None)
-    # The seed's names (the bench asks for Creative) on ChatHub, the readers' protocol.
-    env["BINGO_UPSTREAM"] = "chathub"
+    # The seed's names (the bench asks for Creative) on the readers' protocol.
+    env["BINGO_UPSTREAM"] = protocol
+    if protocol == "copilot":
+        env.update(COPILOT_PACING)
     if keepalive is not None:
         env["BINGO_KEEPALIVE_SECONDS"] = f"{keepalive:g}"
     if certs is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from bingo.sandbox import answer_for, source_for
+from bingo.sandbox import answer_for, copilot_answer_for, source_for
 
 from .options import Options
 
@@ -29,13 +29,15 @@ def prompt_for(tag: str, options: Options, *, slow_first: float = 0.0) -> str:
     return f"bench {tag} " + " ".join(directives)
 
 
-def direct_answer(prompt: str) -> str:
-    """What bingo's ChatHub client yields as deltas: the sandbox's text, verbatim."""
-    return answer_for(prompt)
+def direct_answer(prompt: str, protocol: str = "chathub") -> str:
+    """What a reader gets as text: the sandbox's, verbatim (on Copilot the citation is an
+    event of its own, so the text has no marker)."""
+    return copilot_answer_for(prompt).text if protocol == "copilot" else answer_for(prompt)
 
 
 def gateway_answer(prompt: str) -> str:
-    """What the gateway streams: citations as markdown footnotes, sources appended."""
+    """What the gateway streams, on either protocol: citations as markdown footnotes,
+    sources appended."""
     source = source_for(prompt)
     return (
         answer_for(prompt).replace("[^1^]", "[^1]")

@@ -110,6 +110,22 @@ def test_bench_quick_slow_upstream_still_gets_a_stream(result: dict) -> None:
     assert slow["first_byte_s"] < slow["upstream_silent_s"]
 
 
+def test_bench_quick_on_copilot_reads_every_answer_exactly_on_every_side(tmp_path: Path) -> None:
+    """`--protocol copilot`: the gateway on BINGO_UPSTREAM=copilot (its account pacing
+    lifted), the readers speaking Copilot; every answer intact, over TLS."""
+    path = tmp_path / "copilot.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--protocol", "copilot", "--scheme", "wss", "--json", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(path.read_text())
+    assert (result["traffic"]["protocol"], result["figures"]["errors"]) == ("copilot", 0)
+    for step in result["schemes"]["wss"]["concurrency"]["steps"]:
+        assert [step["sides"][side]["intact"] for side in SIDES] == [step["n"]] * 3
+    assert "traffic (copilot)" in done.stdout
+
+
 # -- `python -m bench --pool --quick`: the shared state's figures ---------------------
 
 
