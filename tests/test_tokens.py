@@ -354,3 +354,31 @@ def test_tokens_rotation_survives_a_redis_outage_during_the_refresh(identity, se
         assert identity.received[-1].form["refresh_token"] == rotated[0] and identity.refreshes == 2
         store.client.close()
         other_store.client.close()
+
+
+class RefreshWritesFail(MemoryStore):
+    """A store whose next `failures` writes of a refresh token fail (a blip at that command)."""
+
+    failures = 0
+
+    def put_refresh_token(self, account: str, value: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StateStoreUnavailable()
+        super().put_refresh_token(account, value)
+
+
+def test_tokens_a_second_rotation_while_one_is_unsaved_is_stored(identity, settings, alice):
+    """Two rotations in a row whose writes failed: the second still replaces what the store
+    holds (the first rotation's base), so the live refresh token is the stored one."""
+    identity.single_use = True
+    store = RefreshWritesFail()
+    tokens = Tokens(settings, store)
+    tokens.access_token(alice)  # rotated and stored
+    store.failures = 1
+    tokens.access_token(alice, force=True)  # rotated again; this one is kept in the process
+    store.failures = 1  # the next use cannot store it either, then rotates once more
+    tokens.access_token(alice, force=True)
+    assert identity.live_refresh_tokens("alice") == [store.refresh_token(store_key(alice))]
+    other = Tokens(settings, store)  # another process redeems what the store holds
+    assert identity.account_of(other.access_token(alice, force=True)) == "alice"

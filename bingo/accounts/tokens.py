@@ -131,7 +131,8 @@ class Tokens:
         self._local[key] = token
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != refresh_token:
-            self._unsaved[key] = (refresh_token, rotated)
+            # What the store still holds: with an earlier rotation unsaved, that one's base.
+            self._unsaved[key] = (unsaved[0] if unsaved else refresh_token, rotated)
             self._store_rotation(account, key)
         self._store.put_token(key, token)
         log.info("account %r: access token refreshed, valid for %d s", account.name, token.expires_at - self._clock())
