@@ -45,9 +45,10 @@ def upload(
     """Upload each image in order; the `send` content parts that name them.
 
     `headers` are the presentation's REST headers, the account's token included
-    (require_sign_in ran first), and `cookie` the session's Cookie header ("" for none). Raises the failure table's error for a refused upload (a
-    400 naming the part when the refusal is about the image), and
-    UpstreamProtocolError when the reply carries no URL.
+    (require_sign_in ran first), and `cookie` the session's Cookie header ("" for
+    none). Raises the failure table's error for a refused upload (a 400 naming the
+    part when the refusal is about the image), and UpstreamProtocolError when the
+    reply carries no URL.
     """
     url = f"{settings.copilot_url.rstrip('/')}/c/api/attachments"
     parts = []
