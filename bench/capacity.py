@@ -68,7 +68,7 @@ def cpu_per_answer(
     A wave is `per_wave` answers (default: `concurrency`), `concurrency` at a time:
     concurrency 1 is the issue's sequential figure.
     """
-    spread = h.options.spread if concurrency > 1 else 0.0
+    spread = h.options.spread
     names, per_wave = list(h.sides), min(per_wave or concurrency, answers)
     waves = max(1, answers // per_wave)
     cpu = {name: 0.0 for name in names}

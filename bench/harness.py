@@ -86,7 +86,7 @@ def running(
         for name in READERS:
             readers.append(ReaderProcess(name, env, out / f"{name}.log"))
             started.append(readers[-1])
-        job = {"protocol": options.protocol, "seconds": options.stream_timeout}
+        job = {"seconds": options.stream_timeout}  # the protocol is in env: BINGO_UPSTREAM
         sides: dict[str, Side] = {
             "gateway": GatewaySide(gateway, options.stream_timeout)
         }

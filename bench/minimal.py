@@ -137,7 +137,8 @@ def copilot_turn(
 
 def make_reader(job: dict) -> jobs.Reader:
     """A reader for the job's protocol; failures are counted, never raised."""
-    protocol, env = job.get("protocol", "chathub"), os.environ
+    env = os.environ
+    protocol = env.get("BINGO_UPSTREAM", "chathub")  # what the gateway speaks (services.upstream_env)
 
     def read(prompt: str, first_only: bool) -> jobs.TurnResult:
         out = jobs.TurnResult(prompt, started=time.monotonic(), utf8_skipped=True)

@@ -23,7 +23,7 @@ class Options:
     updates: int = 100  # cumulative updates per answer
     delay: float = 0.05  # seconds the upstream waits before each update
     schemes: tuple[str, ...] = ("ws", "wss")  # plain, then TLS (test CA)
-    protocol: str = "chathub"  # what the readers speak; MODEL makes the gateway agree
+    protocol: str = "chathub"  # what the sandbox's clients speak: BINGO_UPSTREAM for all three sides
     warmup: int = 2  # answers per side before anything is measured
     ttft_rounds: int = 100  # concurrency-1 first-token rounds per side
     cpu_sequential: int = 12  # answers per side one at a time: the "sequential" CPU figure

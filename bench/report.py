@@ -38,6 +38,7 @@ def scheme_figures(scheme: dict, n: int) -> dict:
         "cpu_concurrent_ratio": together["gateway/minimal"],
         "cpu_concurrent_ratio_vs_direct": together["gateway/direct"],
         "cpu_concurrent_direct_over_minimal": together["direct/minimal"],
+        "cpu_concurrency": scheme["cpu_concurrent"]["concurrency"],
         "n": n,
         "n_intact": at_n["sides"]["gateway"]["intact"],
         "n_errors": at_n["errors"],
@@ -106,9 +107,9 @@ ROWS = (  # (label, figure, digits, unit, target text)
     ("2 CPU/answer gateway/minimal", "cpu_ratio", 2, "x", "<= 1.5x"),
     ("2 CPU/answer gateway/direct", "cpu_ratio_vs_direct", 2, "x", ""),
     ("2 CPU/answer direct/minimal", "cpu_direct_over_minimal", 2, "x", ""),
-    ("2 CPU, 20 at once, gw/minimal", "cpu_concurrent_ratio", 2, "x", ""),
-    ("2 CPU, 20 at once, gw/direct", "cpu_concurrent_ratio_vs_direct", 2, "x", ""),
-    ("2 CPU, 20 at once, dir/minimal", "cpu_concurrent_direct_over_minimal", 2, "x", ""),
+    ("2 CPU, {c} at once, gw/minimal", "cpu_concurrent_ratio", 2, "x", ""),
+    ("2 CPU, {c} at once, gw/direct", "cpu_concurrent_ratio_vs_direct", 2, "x", ""),
+    ("2 CPU, {c} at once, dir/minimal", "cpu_concurrent_direct_over_minimal", 2, "x", ""),
     ("3 intact at N", "n_intact", 0, "", "N/N, 0 errors"),
     ("3 first token p50 gw/minimal", "first_token_p50_ratio", 2, "x", "<= 2x"),
     ("3 first token p50 gw/direct", "first_token_p50_ratio_vs_direct", 2, "x", ""),
@@ -121,14 +122,16 @@ ROWS = (  # (label, figure, digits, unit, target text)
     ("4 RSS at N master", "master_at_n_mb", 1, " MB", ""),
     ("4 KB per stream at N", "kb_per_stream", 1, " KB", "<= 256 KB"),
     ("pinned: added TTFT p50 vs minimal", "pinned_ttft_added_p50_ms", 2, " ms", ""),
-    ("pinned: CPU gateway/minimal", "pinned_cpu_ratio", 2, "x", ""),
-    ("pinned: CPU gateway/direct", "pinned_cpu_ratio_vs_direct", 2, "x", ""),
+    ("pinned: CPU, {c} at once, gw/minimal", "pinned_cpu_ratio", 2, "x", ""),
+    ("pinned: CPU, {c} at once, gw/direct", "pinned_cpu_ratio_vs_direct", 2, "x", ""),
 )
 
 
 def rows(fig: dict, schemes: list[str]) -> list[list[str]]:
     table = [["figure", *(f"{s}://" for s in schemes), "target", "TLS verdict"]]
+    at_once = fig[schemes[0]]["cpu_concurrency"]
     for label, name, digits, unit, target in ROWS:
+        label = label.format(c=at_once)
         cells = [f"{_f(fig[s][name], digits)}{unit}" for s in schemes]
         tls = fig.get("wss", {}).get(name)
         verdict = _verdict(name, tls) if "wss" in fig else ""
