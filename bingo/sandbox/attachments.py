@@ -48,10 +48,10 @@ def upload(state: State, headers: Mapping[str, str], body: bytes) -> Reply:
     if fault is not None:
         return _FAULTS[fault[0]]
     attachments = state.attachments
-    token = bearer(headers)
+    caller, token = credentials(headers.items())
     if not token:
         return json_reply({"message": "Unauthorized"}, status=401)
-    refused = state.accounts.refusal(*credentials(headers.items()))  # the account's rules and token check
+    refused = state.accounts.refusal(caller, token)  # the account's rules and token check
     if refused is not None:
         return Reply(refused.status, refused.body, refused.content_type, refused.headers)
     if not attachments.started(token):

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from .anon import ANON_COOKIE
 from .directives import CHATHUB_CREATE, COPILOT_CREATE, COPILOT_START
 from .state import State
 
@@ -29,7 +30,6 @@ _CLOUDFLARE_PAGE = (
 )
 REDIRECT_TO = "http://127.0.0.2:1/elsewhere"  # loopback, and nothing listens there
 RETRY_AFTER = "7"
-ANON_COOKIE = "__Host-copilot-anon"
 # A few of the 503 flights of the captured start (model-dock-2025-10-start).
 START_FEATURES = (
     "send-connected",
