@@ -28,6 +28,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import make_headers
 
+from . import watchdog
+
 _lock = threading.RLock()  # a pool manager is built under it, and builds a context
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -79,7 +81,14 @@ def reading_socket(thread_id: int) -> socket.socket | None:
 
 
 def done_reading() -> None:
-    _reading.pop(threading.get_ident(), None)
+    """This thread reads no REST reply any more: the watchdog finds no socket to cut.
+
+    Taken under the watchdog's lock, so a cut in progress ends first; urllib3 calls it
+    (`_put_conn`) before a connection goes back to its pool, where a cut could hit
+    another thread's request. A connection cut before is dropped when next taken.
+    """
+    with watchdog.CUTTING:
+        _reading.pop(threading.get_ident(), None)
 
 
 class _Published:
@@ -100,11 +109,19 @@ class _HTTPSConnection(_Published, HTTPSConnection):
     pass
 
 
-class _HTTPPool(HTTPConnectionPool):
+class _Unpublishing:
+    """A pool that unpublishes the thread's socket before taking a connection back."""
+
+    def _put_conn(self, conn: Any) -> None:
+        done_reading()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPPool(_Unpublishing, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
+class _HTTPSPool(_Unpublishing, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 

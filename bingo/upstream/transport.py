@@ -76,8 +76,7 @@ def http_json(
         response = tls.pool(settings.ca_bundle, proxy).urlopen(
             method, url, body=payload, headers=_request_headers(headers, payload, content_type), redirect=False,
             retries=False, timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.connect_timeout),
-            preload_content=False,  # the connection goes back to the pool below, once the guard is off
-        )
+        )  # the body is read before the connection goes back to the pool (tls.done_reading)
         content = response.data
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if guard.fired or _timed_out(exc):
@@ -86,9 +85,6 @@ def http_json(
     finally:
         guard.cancel()
         tls.done_reading()
-    if guard.fired:  # cut as the reply ended: the reply is whole, the connection is not reusable
-        response.close()
-    response.release_conn()
     status = response.status
     if status in REDIRECTS:
         raise failures.for_redirect(what, _shown(response.headers.get("Location", "")))

@@ -18,9 +18,10 @@ from collections.abc import Callable
 SocketSource = Callable[[], "socket.socket | None"]
 
 # Held while a guard is cancelled and while one is checked and cut: once cancel()
-# returns, the socket either was cut already (`fired`) or never will be. Without it a
-# guard that fired just as its reply ended could cut a connection already back in a pool.
-_CUTTING = threading.Lock()
+# returns, the socket either was cut already (`fired`) or never will be. A socket
+# source that stops naming a socket under it (tls.py, before a REST connection goes
+# back to its pool) is likewise never cut afterwards.
+CUTTING = threading.Lock()
 
 
 class Guard:
@@ -35,7 +36,7 @@ class Guard:
         self.fired = False
 
     def cancel(self) -> None:
-        with _CUTTING:
+        with CUTTING:
             self.cancelled = True
 
 
@@ -81,7 +82,7 @@ class Watchdog:
 
     @staticmethod
     def _fire(guard: Guard) -> None:
-        with _CUTTING:
+        with CUTTING:
             if guard.cancelled:
                 return
             guard.fired = True
