@@ -175,6 +175,9 @@ def open_websocket(
         raise UpstreamUnavailable(f"{what} failed: cannot reach {_host(url)} ({type(exc).__name__}).") from exc
     finally:
         guard.cancel()
+    if guard.fired:  # cut as the upgrade ended: the socket is dead already
+        _close_quietly(holder[0])
+        raise UpstreamTimeout(f"{what} did not open within {settings.connect_timeout:g} s (BINGO_CONNECT_TIMEOUT).")
     return _attach(sock, settings.connect_timeout)
 
 
