@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
@@ -39,16 +39,21 @@ def proxy_for(settings: Settings, url: str) -> str:
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP reply: status, headers (case-insensitive), decoded JSON (or None)."""
+    """An HTTP reply: status, headers (case-insensitive), decoded JSON (or None).
+
+    Only the status shows in a repr: a token refresh's body holds tokens, and the
+    headers and cookies a session's Set-Cookie.
+    """
 
     status: int
-    headers: Mapping[str, str]
-    body: object
-    cookies: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)
+    body: object = field(repr=False)
+    cookies: Mapping[str, str] = field(repr=False)
 
 
-# requests' default headers, in its order, which the caller's replace in place (every
-# caller sets its own User-Agent): the upstream sees the request it saw before.
+# requests' default headers, in its order, which the caller's replace in place: the
+# upstream sees the request it saw before. The empty User-Agent is left out when a
+# caller sets none (the sign-in calls), and urllib3 sends its own.
 DEFAULT_HEADERS = (("User-Agent", ""), ("Accept-Encoding", "gzip, deflate"), ("Accept", "*/*"), ("Connection", "keep-alive"))
 
 
