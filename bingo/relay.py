@@ -86,8 +86,9 @@ class TurnRelay:
         if shutdown.stopping():
             raise ServerShuttingDown("The gateway is restarting; retry the request.")
         if self._images is None:
-            if pool is not None and self._model.upstream == "copilot":
-                candidates(pool, images.sent(self._messages))  # image input without a signed-in account: fetch nothing
+            sent = images.sent(self._messages)
+            if sent and pool is not None and self._model.upstream == "copilot":
+                candidates(pool, sent)  # image input without a signed-in account: fetch nothing
             self._images = images.load(self._messages, self._model.upstream, image_fetch.fetcher(self._settings))
         self._turn = open_turn(self._settings, TurnRequest(self._model, self._messages, watch, self._images), pool)
 
