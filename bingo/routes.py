@@ -25,6 +25,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import ClientDisconnected as BodyEndedEarly
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import admin, page, ratelimit, relay, responses, sse, wire
@@ -122,6 +123,8 @@ def read_body(settings: Settings) -> bytes:
         over = len(raw) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1)
     except ParseException:  # gunicorn's reader: a chunk size or terminator that is not HTTP
         raise InvalidRequest("The request body's chunked transfer encoding is malformed.") from None
+    except BodyEndedEarly:  # only gunicorn's own TLS reads the body here: the client stalled (BINGO_WRITE_TIMEOUT) or left
+        raise ClientDisconnected("The client stopped sending its request body.") from None
     if over:
         raise RequestEntityTooLarge()
     return raw

@@ -131,7 +131,7 @@ class BoundedThreadWorker(LoopReading, ThreadWorker):  # type: ignore[misc]
             req._expected_100_continue = False  # the loop sent it already; once is enough
         try:
             return bool(super().handle_request(req, conn))
-        except (TimeoutError, BlockingIOError):  # the request was read already: only a write can time out
+        except (TimeoutError, BlockingIOError):  # a blocked write (a stalled TLS body is routes.read_body's)
             self.log.info("a client stopped reading; its answer was cut after %gs (BINGO_WRITE_TIMEOUT)", self.write_timeout)
             return False
 

@@ -649,3 +649,47 @@ def test_gunicorns_master_loads_neither_flask_nor_the_upstream_clients():
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class TlsGateway(Gateway):
+    """The Procfile command serving TLS itself (gunicorn's --certfile), checked over TLS."""
+
+    context: ssl.SSLContext
+
+    def _is_ours(self) -> bool:
+        try:
+            connection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=self.context)
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+        except OSError:
+            return False
+        return self.process.poll() is None and (response.getheader("x-request-id") or "").startswith("req_")
+
+
+def test_a_tls_client_that_stalls_in_its_body_gets_the_client_gone_error(sandbox_server, tmp_path):
+    """gunicorn's own TLS reads the body in the view, bounded by BINGO_WRITE_TIMEOUT: a client
+    silent halfway through its body gets bingo's client-gone error (was werkzeug's generic
+    400 "The browser (or proxy) sent a request..."), and the log no traceback."""
+    ca = trustme.CA()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued = ca.issue_cert("127.0.0.1")
+    issued.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    TlsGateway.context = ssl.create_default_context()
+    ca.configure_trust(TlsGateway.context)
+    gw = TlsGateway(sandbox_server, tmp_path / "gunicorn.log", extra_args=f"--certfile {cert} --keyfile {key}",
+                    WEB_CONCURRENCY="1", BINGO_WRITE_TIMEOUT="1")
+    try:
+        raw = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        with TlsGateway.context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\":")
+            [(status, _, body)] = responses(read_to_close(sock, timeout=8))
+        assert status == 499, body
+        assert json.loads(body)["error"]["message"] == "The client stopped sending its request body."
+        assert "Traceback" not in gw.log()
+    finally:
+        gw.stop()
