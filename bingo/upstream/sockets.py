@@ -16,7 +16,7 @@ import base64
 import socket
 import ssl
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from ..config import Settings
 from . import tls
@@ -185,7 +185,7 @@ def _through_proxy(settings: Settings, proxy: str, host: str, port: int, holder:
     sock = holder[0] = socket.create_connection((parts.hostname or "", parts.port or 80), settings.connect_timeout)
     request = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
     if parts.username:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        credentials = tls.proxy_credentials(parts).encode()
         request += f"Proxy-Authorization: Basic {base64.b64encode(credentials).decode()}\r\n"
     sock.sendall(f"{request}\r\n".encode())
     reply = b""

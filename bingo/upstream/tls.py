@@ -21,7 +21,7 @@ import ssl
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -125,6 +125,11 @@ class _HTTPSPool(_Unpublishing, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+def proxy_credentials(parts: SplitResult) -> str:
+    """"user:password" from a proxy URL's user info, percent-decoded, for Basic auth."""
+    return f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+
+
 def pool(ca_bundle: str = "", proxy: str = "") -> urllib3.PoolManager:
     """The process's pooled HTTP client for this CA file and proxy ("" = direct).
 
@@ -146,8 +151,7 @@ def _build_pool(key: tuple[str, str]) -> urllib3.PoolManager:
         parts = urlsplit(proxy)
         headers = None
         if parts.username:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            headers = make_headers(proxy_basic_auth=credentials)
+            headers = make_headers(proxy_basic_auth=proxy_credentials(parts))
         host = parts.hostname or ""
         netloc = f"[{host}]" if ":" in host else host
         if parts.port:

@@ -198,16 +198,16 @@ class CopilotAdapter:
         attachments.require_sign_in(self._images, self._identity.access_token)  # before any upstream call
         conversation_id, anon_cookie = start_conversation(self._settings, self._identity)
         self._anon_cookie = anon_cookie
+        upgrade = upgrade_headers(self._identity, anon_cookie)
         images = attachments.upload(
-            self._settings, self._images, rest_headers(self._settings, self._identity),
-            upgrade_headers(self._identity, anon_cookie).get("Cookie", ""),
-        )
+            self._settings, self._images, rest_headers(self._settings, self._identity), upgrade.get("Cookie", ""),
+        ) if self._images else ()
         presentation = self._identity.presentation
         send = build_send(conversation_id, self._text, self._mode, presentation, images)
         opening = (SET_OPTIONS, CONSENTS) if presentation == "web" else ()
         self._tracker = CopilotTracker(send, opening)
         url = chat_url(self._settings, self._identity, str(uuid.uuid4()))
-        return Opening(url, upgrade_headers(self._identity, anon_cookie))
+        return Opening(url, upgrade)
 
     def greeting(self) -> list[str]:
         return []  # the server speaks first
