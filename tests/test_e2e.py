@@ -75,10 +75,13 @@ class Gateway:
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, 20.0)
 
+    def _connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+
     def _is_ours(self) -> bool:
         """This process is alive and its /healthz answers with a bingo request id."""
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            connection = self._connection()
             connection.request("GET", "/healthz")
             response = connection.getresponse()
             response.read()

@@ -446,9 +446,12 @@ def test_a_workers_rss_goes_back_down_after_each_burst(burst_gateway):
     # A second burst leaves no more behind, but for any threads it added (a busier machine
     # overlaps more requests, so the pool grows): a thread that served a request keeps its
     # touched stack and its thread state. Runs beside two busy loops left 3-13 MB
-    # behind for 1-14 new threads, about 0.9 MB each; keeping the 12 bodies (48 MB) or
-    # the 100 answers (40 MB) of a burst would still be caught.
-    assert after <= 1.2 * warm + PER_THREAD_MB * max(0, threads - warm_threads), FIGURES
+    # behind for 1-14 new threads, about 0.9 MB each, and glibc's arenas keep a few MB
+    # more or less from one trim to the next (a CI run: warm 47 MB, then 61 MB with 4 new
+    # threads). The slack is a quarter of what a burst takes, so keeping the 12 bodies
+    # (48 MB) or the 100 answers (40 MB) of a burst would still be caught.
+    slack = max(0.2 * warm, 0.25 * (first_peak - idle))
+    assert after <= warm + slack + PER_THREAD_MB * max(0, threads - warm_threads), FIGURES
 
 
 
@@ -656,16 +659,8 @@ class TlsGateway(Gateway):
 
     context: ssl.SSLContext
 
-    def _is_ours(self) -> bool:
-        try:
-            connection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=self.context)
-            connection.request("GET", "/healthz")
-            response = connection.getresponse()
-            response.read()
-            connection.close()
-        except OSError:
-            return False
-        return self.process.poll() is None and (response.getheader("x-request-id") or "").startswith("req_")
+    def _connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=self.context)
 
 
 def test_a_tls_client_that_stalls_in_its_body_gets_the_client_gone_error(sandbox_server, tmp_path):
